@@ -1,0 +1,144 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultListen        = "127.0.0.1:4222"
+	DefaultClusterListen = ":6222"
+	DefaultClusterName   = "pushgrid"
+	DefaultHeartbeat     = time.Second
+	// missedBeats is how many heartbeats a node may miss before the others
+	// consider it gone.
+	missedBeats = 3
+)
+
+// Config is the broker's configuration. The zero value is usable: New fills
+// every zero field with its default.
+type Config struct {
+	// Listen is the embedded NATS server's client address, for backends.
+	Listen string `toml:"listen"`
+	// ClusterListen is the route address other nodes connect to. Routes are
+	// off unless it or Seeds is set; with seeds alone it is ":6222".
+	ClusterListen string `toml:"cluster_listen"`
+	// Seeds are peers' route URLs, such as nats://10.0.0.2:6222. A seed that
+	// is down, or is this node itself, is not an error: routes retry.
+	Seeds []string `toml:"seeds"`
+	// ClusterName must be the same on every node of a cluster.
+	ClusterName string `toml:"cluster_name"`
+	// URL, when set, connects to an existing NATS deployment instead of
+	// embedding a server; Listen, ClusterListen and Seeds are then unused.
+	URL string `toml:"url"`
+	// Prefix is the first token of every subject.
+	Prefix string `toml:"prefix"`
+	// Heartbeat is how often the node publishes on <prefix>.node.<node>; a
+	// node that misses three is gone from the others' view.
+	Heartbeat time.Duration `toml:"heartbeat"`
+
+	// Node is this node's name (required).
+	Node string `toml:"-"`
+	// Status, when set, adds this node's gateway address and counts to
+	// every heartbeat.
+	Status func() Status `toml:"-"`
+	// Logger receives the broker's and the NATS server's log lines.
+	Logger *slog.Logger `toml:"-"`
+}
+
+// Status is what a node tells the cluster about itself besides its name.
+type Status struct {
+	Gateway     string `json:"gateway,omitempty"`
+	Connections int    `json:"connections"`
+	Channels    int    `json:"channels"`
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.ClusterListen == "" && len(c.Seeds) > 0 {
+		c.ClusterListen = DefaultClusterListen
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = DefaultClusterName
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports the first setting that cannot work, naming its key.
+func (c *Config) Validate() error {
+	if c.Node == "" {
+		return fmt.Errorf("node: a node name is required")
+	}
+	if c.URL != "" {
+		if _, err := url.Parse(c.URL); err != nil {
+			return fmt.Errorf("broker.url: %w", err)
+		}
+	} else {
+		if _, _, err := splitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("broker.listen: %w", err)
+		}
+		if c.ClusterListen != "" {
+			if _, _, err := splitHostPort(c.ClusterListen); err != nil {
+				return fmt.Errorf("broker.cluster_listen: %w", err)
+			}
+		}
+	}
+	for _, s := range c.Seeds {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("broker.seeds: %q is not a route URL like nats://10.0.0.2:6222", s)
+		}
+	}
+	if !validToken(c.Prefix) {
+		return fmt.Errorf("broker.prefix: %q must be one subject token", c.Prefix)
+	}
+	if c.Heartbeat < 10*time.Millisecond {
+		return fmt.Errorf("broker.heartbeat: %v is below 10ms", c.Heartbeat)
+	}
+	return nil
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '.' || c == '*' || c == '>' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// splitHostPort parses "host:port" for the NATS server, where port 0 asks
+// for any free port (the NATS server spells that -1).
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", addr)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}

@@ -1,0 +1,15 @@
+// Package broker is pushgrid's message bus: the NATS server embedded in every
+// node, the routes that join nodes into one cluster, the node's own NATS
+// connection, the subject scheme of PROTOCOL.md §2 (subjects.go, the one
+// place subjects are built), interest counting (one NATS subscription per
+// channel per node however many local members), the node heartbeat and the
+// live view of the cluster.
+//
+// With Config.URL set it embeds nothing and runs the same API over a
+// connection to an existing NATS deployment.
+//
+// It knows nothing of WebSockets or client frames: what arrives for this
+// node goes to a Receiver, and what the node sends is opaque bytes.
+//
+// Every method of Broker is safe to call from several goroutines.
+package broker

@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"encoding/json"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Node is one node as the cluster sees it, from its heartbeats.
+type Node struct {
+	Name    string    `json:"node"`
+	NATS    string    `json:"nats,omitempty"`
+	Cluster string    `json:"cluster,omitempty"`
+	At      time.Time `json:"at"`
+	Leaving bool      `json:"leaving,omitempty"`
+	Status
+}
+
+// heartbeat publishes this node's beat every Config.Heartbeat until Shutdown.
+func (b *Broker) heartbeat() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.beat(false)
+		}
+	}
+}
+
+func (b *Broker) self(leaving bool) Node {
+	n := Node{Name: b.cfg.Node, NATS: b.ClientURL(), Cluster: b.ClusterURL(), At: time.Now().UTC(), Leaving: leaving}
+	if b.cfg.Status != nil {
+		n.Status = b.cfg.Status()
+	}
+	return n
+}
+
+func (b *Broker) beat(leaving bool) {
+	n := b.self(leaving)
+	b.view.see(n, time.Now())
+	data, _ := json.Marshal(n)
+	if err := b.nc.Publish(b.subj.Node(b.cfg.Node), data); err != nil {
+		b.log.Debug("heartbeat", "err", err)
+	}
+}
+
+// onHeartbeat updates the view. A node seen for the first time gets this
+// node's beat at once, so views converge in one round trip rather than one
+// heartbeat period.
+func (b *Broker) onHeartbeat(m *nats.Msg) {
+	var n Node
+	if err := json.Unmarshal(m.Data, &n); err != nil || n.Name == "" {
+		b.log.Warn("bad heartbeat", "subject", m.Subject)
+		return
+	}
+	if isNew := b.view.see(n, time.Now()); isNew && n.Name != b.cfg.Node && !n.Leaving {
+		b.log.Info("node joined", "node", n.Name)
+		b.mu.Lock()
+		stopping := b.stopping
+		b.mu.Unlock()
+		if !stopping {
+			b.beat(false)
+		}
+	} else if n.Leaving && n.Name != b.cfg.Node {
+		b.log.Info("node left", "node", n.Name)
+	}
+}
+
+// view is the live set of nodes: a node is in it while its last beat is
+// younger than ttl and it has not said it is leaving.
+type view struct {
+	self string
+	ttl  time.Duration
+
+	mu    sync.Mutex
+	nodes map[string]seen // guarded by mu
+}
+
+type seen struct {
+	node Node
+	at   time.Time // local receive time, so clocks need not agree
+}
+
+func newView(self string, ttl time.Duration) *view {
+	return &view{self: self, ttl: ttl, nodes: make(map[string]seen)}
+}
+
+// see records a beat and reports whether the node was not live before.
+func (v *view) see(n Node, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old, ok := v.nodes[n.Name]
+	wasLive := ok && !old.node.Leaving && now.Sub(old.at) < v.ttl
+	if n.Leaving {
+		delete(v.nodes, n.Name)
+		return false
+	}
+	v.nodes[n.Name] = seen{node: n, at: now}
+	return !wasLive
+}
+
+// live returns the live nodes sorted by name and forgets the dead.
+func (v *view) live(now time.Time) []Node {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]Node, 0, len(v.nodes))
+	for name, s := range v.nodes {
+		if now.Sub(s.at) >= v.ttl {
+			delete(v.nodes, name)
+			continue
+		}
+		out = append(out, s.node)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,44 @@
+package broker
+
+import "strings"
+
+// DefaultPrefix is the first token of every pushgrid subject.
+const DefaultPrefix = "push"
+
+// Subjects builds the subjects of PROTOCOL.md §2 under one prefix. It is the
+// only place subject strings are put together.
+type Subjects struct{ Prefix string }
+
+// Channel is where everything for the members of channel c goes.
+func (s Subjects) Channel(c string) string { return s.Prefix + ".chan." + c }
+
+// User is where everything for every connection of user u goes.
+func (s Subjects) User(u string) string { return s.Prefix + ".user." + u }
+
+// Conn is where everything for the one connection with id goes.
+func (s Subjects) Conn(id string) string { return s.Prefix + ".conn." + id }
+
+// All reaches every connection on every node.
+func (s Subjects) All() string { return s.Prefix + ".all" }
+
+// Recv is where the gateway publishes custom client frames of type t.
+func (s Subjects) Recv(t string) string { return s.Prefix + ".recv." + t }
+
+// Event is where the gateway publishes an event: connect, disconnect,
+// join.<channel>, leave.<channel>.
+func (s Subjects) Event(name string) string { return s.Prefix + ".events." + name }
+
+// Node is where node n publishes its heartbeat.
+func (s Subjects) Node(n string) string { return s.Prefix + ".node." + n }
+
+// Wildcards a node subscribes to once: users (names may hold dots), conns
+// (ids are one token) and node heartbeats.
+func (s Subjects) allUsers() string { return s.Prefix + ".user.>" }
+func (s Subjects) allConns() string { return s.Prefix + ".conn.*" }
+func (s Subjects) allNodes() string { return s.Prefix + ".node.*" }
+
+// key returns what follows kind's prefix in subject ("alice" for
+// push.user.alice and kind "user").
+func (s Subjects) key(subject, kind string) (string, bool) {
+	return strings.CutPrefix(subject, s.Prefix+"."+kind+".")
+}

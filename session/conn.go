@@ -1,0 +1,83 @@
+package session
+
+import (
+	"sync"
+	"time"
+)
+
+// Conn is one client connection on this node.
+type Conn struct {
+	hub    *Hub
+	id     string
+	remote string
+	out    outbox
+
+	mu       sync.Mutex
+	user     string              // guarded by mu (and hub.mu for the user index)
+	userSet  bool                // guarded by mu; user came from the query or a join, not anon-<conn>
+	channels map[string]*channel // guarded by mu; nil until the first join
+	gone     bool                // guarded by mu; disconnected, joins are refused
+
+	// Read-loop state: only Hub.Receive touches these, from one goroutine.
+	tokens  float64
+	last    time.Time
+	strikes int
+}
+
+// ID is the connection's id, unique in the cluster and a valid subject token.
+func (c *Conn) ID() string { return c.id }
+
+// User is the connection's user name.
+func (c *Conn) User() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
+}
+
+// Remote is the client address the gateway saw (after trusted proxies).
+func (c *Conn) Remote() string { return c.remote }
+
+// Send queues payload, a JSON object, for this connection as one text
+// frame. It reports false if the connection is closed or too far behind.
+func (c *Conn) Send(payload []byte) bool {
+	return c.out.send(textFrame(payload), 1)
+}
+
+// Close closes the connection with d once what is queued has been written.
+func (c *Conn) Close(d Disconnect) {
+	c.out.close(d)
+}
+
+// Channels returns the channels the connection is a member of.
+func (c *Conn) Channels() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.channels))
+	for name := range c.channels {
+		names = append(names, name)
+	}
+	return names
+}
+
+// allow takes one token from the connection's bucket.
+func (c *Conn) allow(now time.Time, rate float64, burst int) bool {
+	if c.last.IsZero() {
+		c.tokens = float64(burst)
+	} else {
+		c.tokens += now.Sub(c.last).Seconds() * rate
+		if c.tokens > float64(burst) {
+			c.tokens = float64(burst)
+		}
+	}
+	c.last = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+// Pong answers a client's WebSocket ping, in order with the other frames.
+func (c *Conn) Pong(payload []byte) {
+	c.out.send(appendFrame(make([]byte, 0, 2+len(payload)), opPong, payload), 1)
+}

@@ -1,0 +1,20 @@
+// Package session is the home of pushgrid's client protocol (PROTOCOL.md §1):
+// frame decoding and validation, names, error and close codes, and the state
+// of every connection on this node — its identity, its channels, its limits
+// and its bounded outgoing queue.
+//
+// It owns the local side of fanout: a Hub keeps the members of each channel
+// on this node and hands each message published to a channel to all of them,
+// encoded once per message, never per member (see Hub.DeliverChannel). It
+// does not own the network: bytes leave through a Transport that the gateway
+// provides, and messages cross nodes through a Bus and a Backend that the
+// broker provides. session declares those interfaces and imports neither.
+//
+// A Go program that embeds pushgrid adds behaviour through a Handler
+// (OnConnect, OnMessage, OnDisconnect); embed NopHandler and override what
+// you need.
+//
+// Concurrency: every exported method of Hub and Conn is safe to call from
+// several goroutines. Hub.Receive must be called by one goroutine per
+// connection (its read loop), in the order frames arrived.
+package session

@@ -1,0 +1,527 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nuid"
+)
+
+// Hub is this node's side of every client connection: identities, channel
+// memberships, the protocol's rules, and local delivery of what the bus
+// brings in.
+type Hub struct {
+	cfg     Config
+	bus     Bus
+	backend Backend
+	handler Handler
+	log     *slog.Logger
+
+	mu       sync.RWMutex
+	channels map[string]*channel           // guarded by mu
+	users    map[string]map[*Conn]struct{} // guarded by mu
+	conns    map[string]*Conn              // guarded by mu
+	draining bool                          // guarded by mu
+
+	requests sync.WaitGroup // custom frames waiting for a backend's reply
+	stats    counters
+}
+
+// Log attribute keys.
+const (
+	logConn    = "conn"
+	logUser    = "user"
+	logChannel = "channel"
+	logErr     = "err"
+)
+
+// New returns a hub that uses bus for channels and backend for events and
+// custom frames. handler may be nil.
+func New(cfg Config, bus Bus, backend Backend, handler Handler) (*Hub, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if handler == nil {
+		handler = NopHandler{}
+	}
+	return &Hub{
+		cfg:      cfg,
+		bus:      bus,
+		backend:  backend,
+		handler:  handler,
+		log:      cfg.Logger,
+		channels: make(map[string]*channel),
+		users:    make(map[string]map[*Conn]struct{}),
+		conns:    make(map[string]*Conn),
+	}, nil
+}
+
+// Config returns the hub's configuration with defaults filled in.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Connect registers a new connection whose transport is t. user is the
+// identity the gateway established ("" for none yet) and remote the client
+// address. The welcome frame is the connection's first frame.
+func (h *Hub) Connect(t Transport, user, remote string) (*Conn, error) {
+	if user != "" && !ValidUser(user) {
+		return nil, fmt.Errorf("user %q: %w", user, errBadUser)
+	}
+	c := &Conn{hub: h, id: nuid.Next(), remote: remote, user: user, userSet: user != ""}
+	if user == "" {
+		c.user = "anon-" + c.id
+	}
+	c.out = outbox{t: t, maxFrames: h.cfg.QueueFrames, maxBytes: h.cfg.QueueBytes, onClose: func(d Disconnect) { h.closedByServer(c, d) }}
+
+	h.mu.Lock()
+	if h.draining {
+		h.mu.Unlock()
+		return nil, ErrDraining
+	}
+	// The welcome goes out before the connection can be found, so nothing
+	// published to its user or id can overtake it.
+	c.out.send(textFrame(encodeWelcome(c.id, h.cfg.Node, c.user)), 1)
+	h.conns[c.id] = c
+	h.indexUser(c, c.user)
+	h.mu.Unlock()
+
+	h.event("connect", c.eventPayload("remote", c.remote))
+	if err := h.handler.OnConnect(c); err != nil {
+		var d Disconnect
+		if !errors.As(err, &d) {
+			d = Disconnect{ClosePolicy, err.Error()}
+		}
+		c.Close(d)
+	}
+	return c, nil
+}
+
+var errBadUser = errors.New("not a valid user name")
+
+// closedByServer accounts for a connection the outbox closed on its own.
+func (h *Hub) closedByServer(c *Conn, d Disconnect) {
+	if d.Code == CloseSlowConsumer {
+		h.stats.slowConsumers.Add(1)
+		h.log.Info("slow consumer closed", logConn, c.id)
+	}
+}
+
+// Receive handles one text frame from c. It must be called from c's read
+// loop only, in arrival order.
+func (h *Hub) Receive(c *Conn, data []byte) {
+	h.stats.received.Add(1)
+	f, perr := DecodeFrame(data)
+	if !c.allow(time.Now(), h.cfg.Rate, h.cfg.Burst) {
+		c.strikes++
+		h.sendError(c, errorf(CodeRateLimited, "more than %v frames per second; frame dropped", h.cfg.Rate), f.ID)
+		if c.strikes >= rateStrikes {
+			c.Close(DisconnectRateLimit)
+		}
+		return
+	}
+	c.strikes = 0
+	if perr != nil {
+		h.sendError(c, perr, f.ID)
+		return
+	}
+	if err := h.handler.OnMessage(c, &f); err != nil {
+		var pe *Error
+		switch {
+		case errors.Is(err, ErrHandled):
+		case errors.As(err, &pe):
+			h.sendError(c, pe, f.ID)
+		default:
+			h.log.Error("handler refused a frame", logConn, c.id, logErr, err)
+			h.sendError(c, errorf(CodeBadRequest, "%v", err), f.ID)
+		}
+		return
+	}
+	switch f.Type {
+	case TypeJoin:
+		h.join(c, &f)
+	case TypeChat:
+		h.chat(c, &f)
+	case TypeLeave:
+		h.leave(c, &f)
+	case TypePing:
+		c.out.send(textFrame(framePong), 1)
+	default:
+		h.custom(c, &f)
+	}
+}
+
+// Binary answers a binary frame from c: close 1003.
+func (h *Hub) Binary(c *Conn) { c.Close(DisconnectBinary) }
+
+func (h *Hub) sendError(c *Conn, e *Error, id []byte) {
+	h.stats.countError(e.Code)
+	c.out.send(textFrame(encodeError(e, id)), 1)
+}
+
+// join makes c a member of f.Channel and answers joined; it reports whether
+// c is a member afterwards.
+func (h *Hub) join(c *Conn, f *Frame) bool {
+	name := f.Channel
+	if !ValidChannel(name) {
+		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", name), f.ID)
+		return false
+	}
+	if f.User != "" {
+		if perr := h.claimUser(c, f.User); perr != nil {
+			h.sendError(c, perr, f.ID)
+			return false
+		}
+	}
+	user := c.User()
+	if !h.mayJoin(user, name) {
+		h.sendError(c, errorf(CodeForbidden, "channel %q is private", name), f.ID)
+		return false
+	}
+	c.mu.Lock()
+	_, member := c.channels[name]
+	full := len(c.channels) >= h.cfg.MaxChannels
+	gone := c.gone
+	c.mu.Unlock()
+	if member {
+		c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
+		return true
+	}
+	if gone {
+		return false
+	}
+	if full {
+		h.sendError(c, errorf(CodeTooManyChannels, "at most %d channels per connection", h.cfg.MaxChannels), f.ID)
+		return false
+	}
+
+	ch := h.addMember(c, name)
+	if err := h.bus.Subscribe(name); err != nil {
+		h.removeMember(c, ch)
+		h.log.Error("subscribe failed", logChannel, name, logErr, err)
+		h.sendError(c, errorf(CodeBadRequest, "cannot join %q now: %v", name, err), f.ID)
+		return false
+	}
+	c.mu.Lock()
+	if c.channels == nil {
+		c.channels = make(map[string]*channel)
+	}
+	c.channels[name] = ch
+	c.mu.Unlock()
+
+	c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
+	h.publish(name, encodeControl(name, user, "joined"))
+	h.event("join."+name, c.eventPayload("channel", name))
+	return true
+}
+
+// claimUser sets c's user from a join's user field: allowed once, while the
+// connection has no user of its own; naming the same user again is fine.
+func (h *Hub) claimUser(c *Conn, user string) *Error {
+	if !ValidUser(user) {
+		return errorf(CodeBadRequest, "invalid user name %q", user)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c.mu.Lock()
+	old, set := c.user, c.userSet
+	if !set {
+		c.user, c.userSet = user, true
+	}
+	c.mu.Unlock()
+	switch {
+	case set && old != user:
+		return errorf(CodeBadRequest, "this connection is already user %q", old)
+	case !set:
+		h.unindexUser(c, old)
+		h.indexUser(c, user)
+	}
+	return nil
+}
+
+// mayJoin applies the private-channel rule of Config.PrivatePrefix.
+func (h *Hub) mayJoin(user, channel string) bool {
+	p := h.cfg.PrivatePrefix
+	if p == "none" || !strings.HasPrefix(channel, p) {
+		return true
+	}
+	owner, _, _ := strings.Cut(channel[len(p):], ".")
+	return owner == user
+}
+
+func (h *Hub) chat(c *Conn, f *Frame) {
+	name := f.Channel
+	if !ValidChannel(name) {
+		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", name), f.ID)
+		return
+	}
+	c.mu.Lock()
+	_, member := c.channels[name]
+	c.mu.Unlock()
+	if !member {
+		// Implicit join, so a client that reconnected keeps chatting.
+		join := Frame{Type: TypeJoin, Channel: name, ID: f.ID}
+		if !h.join(c, &join) {
+			return
+		}
+	}
+	h.publish(name, encodeChat(name, c.User(), f.Msg))
+}
+
+func (h *Hub) leave(c *Conn, f *Frame) {
+	name := f.Channel
+	if !ValidChannel(name) {
+		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", name), f.ID)
+		return
+	}
+	c.mu.Lock()
+	ch, member := c.channels[name]
+	delete(c.channels, name)
+	c.mu.Unlock()
+	if member {
+		h.part(c, ch)
+	}
+	c.out.send(textFrame(encodeAnswer("left", name, f.ID)), 1)
+}
+
+// part ends c's membership of ch and tells the remaining members.
+func (h *Hub) part(c *Conn, ch *channel) {
+	h.removeMember(c, ch)
+	h.bus.Unsubscribe(ch.name)
+	h.publish(ch.name, encodeControl(ch.name, c.User(), "left"))
+	h.event("leave."+ch.name, c.eventPayload("channel", ch.name))
+}
+
+func (h *Hub) custom(c *Conn, f *Frame) {
+	if !ValidToken(f.Type) {
+		h.sendError(c, errorf(CodeBadRequest, "invalid type %q", f.Type), f.ID)
+		return
+	}
+	payload := append([]byte(nil), f.Raw...)
+	user := c.User()
+	if f.ID == nil {
+		if _, err := h.backend.Send(context.Background(), f.Type, user, c.id, payload, false); err != nil {
+			h.log.Error("publish custom frame failed", logConn, c.id, logErr, err)
+		}
+		return
+	}
+	id := append([]byte(nil), f.ID...)
+	typ := f.Type
+	h.requests.Add(1)
+	go func() {
+		defer h.requests.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+		defer cancel()
+		reply, err := h.backend.Send(ctx, typ, user, c.id, payload, true)
+		switch {
+		case err == nil:
+			c.out.send(textFrame(encodeReply(id, reply)), 1)
+		case errors.Is(err, ErrNoHandler):
+			h.sendError(c, errorf(CodeNoHandler, "no backend handles %q", typ), id)
+		case isTimeout(err):
+			h.sendError(c, errorf(CodeTimeout, "no reply to %q within %v", typ, h.cfg.RequestTimeout), id)
+		default:
+			h.log.Error("request failed", logConn, c.id, logErr, err)
+			h.sendError(c, errorf(CodeTimeout, "no reply to %q: %v", typ, err), id)
+		}
+	}()
+}
+
+// Disconnect ends c after its socket closed: it leaves every channel (the
+// remaining members are told), is forgotten, and the handler is told. It is
+// safe to call more than once.
+func (h *Hub) Disconnect(c *Conn, reason error) {
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.gone = true
+	chans := c.channels
+	c.channels = nil
+	c.mu.Unlock()
+	c.out.abandon()
+
+	for _, ch := range chans {
+		h.part(c, ch)
+	}
+	h.mu.Lock()
+	delete(h.conns, c.id)
+	h.unindexUser(c, c.User())
+	h.mu.Unlock()
+	h.event("disconnect", c.eventPayload("remote", c.remote))
+	h.handler.OnDisconnect(c, reason)
+}
+
+func (h *Hub) addMember(c *Conn, name string) *channel {
+	for {
+		h.mu.Lock()
+		ch := h.channels[name]
+		if ch == nil {
+			ch = newChannel(h, name)
+			h.channels[name] = ch
+		}
+		h.mu.Unlock()
+		if ch.add(c) {
+			return ch
+		}
+		// It emptied and died between the lookup and add; its removal from
+		// the map is under way.
+	}
+}
+
+func (h *Hub) removeMember(c *Conn, ch *channel) {
+	if !ch.remove(c) {
+		return
+	}
+	h.mu.Lock()
+	if h.channels[ch.name] == ch {
+		delete(h.channels, ch.name)
+	}
+	h.mu.Unlock()
+}
+
+// indexUser and unindexUser keep the user index; callers hold h.mu.
+func (h *Hub) indexUser(c *Conn, user string) {
+	set := h.users[user]
+	if set == nil {
+		set = make(map[*Conn]struct{}, 1)
+		h.users[user] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (h *Hub) unindexUser(c *Conn, user string) {
+	if set := h.users[user]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.users, user)
+		}
+	}
+}
+
+func (h *Hub) publish(channel string, payload []byte) {
+	if err := h.bus.Publish(channel, payload); err != nil {
+		h.log.Error("publish failed", logChannel, channel, logErr, err)
+	}
+}
+
+func (h *Hub) event(name string, payload []byte) {
+	if err := h.backend.PublishEvent(name, payload); err != nil {
+		h.log.Error("event failed", "event", name, logErr, err)
+	}
+}
+
+// eventPayload builds {"conn","user","node",<key>,"at"}.
+func (c *Conn) eventPayload(key, value string) []byte {
+	b := make([]byte, 0, 160)
+	b = append(b, `{"conn":`...)
+	b = appendString(b, c.id)
+	b = appendString(appendField(b, "user"), c.User())
+	b = appendString(appendField(b, "node"), c.hub.cfg.Node)
+	b = appendString(appendField(b, key), value)
+	b = appendString(appendField(b, "at"), time.Now().UTC().Format(time.RFC3339Nano))
+	return append(b, '}')
+}
+
+// DeliverChannel hands payload, published to channel, to its local members.
+// The hub keeps payload; the caller must not change it.
+func (h *Hub) DeliverChannel(channel string, payload []byte) {
+	h.mu.RLock()
+	ch := h.channels[channel]
+	h.mu.RUnlock()
+	if ch != nil {
+		ch.deliver(payload)
+	}
+}
+
+// DeliverUser hands payload to every local connection of user.
+func (h *Hub) DeliverUser(user string, payload []byte) {
+	frame := textFrame(payload)
+	n := 0
+	h.mu.RLock()
+	for c := range h.users[user] {
+		if c.out.send(frame, 1) {
+			n++
+		}
+	}
+	h.mu.RUnlock()
+	h.stats.delivered.Add(uint64(n))
+}
+
+// DeliverConn hands payload to the local connection with that id, if any.
+func (h *Hub) DeliverConn(id string, payload []byte) {
+	h.mu.RLock()
+	c := h.conns[id]
+	h.mu.RUnlock()
+	if c != nil && c.out.send(textFrame(payload), 1) {
+		h.stats.delivered.Add(1)
+	}
+}
+
+// DeliverAll hands payload to every local connection.
+func (h *Hub) DeliverAll(payload []byte) {
+	frame := textFrame(payload)
+	n := 0
+	h.mu.RLock()
+	for _, c := range h.conns {
+		if c.out.send(frame, 1) {
+			n++
+		}
+	}
+	h.mu.RUnlock()
+	h.stats.delivered.Add(uint64(n))
+}
+
+// Drain refuses new connections from now on.
+func (h *Hub) Drain() {
+	h.mu.Lock()
+	h.draining = true
+	h.mu.Unlock()
+}
+
+// CloseAll closes every connection with d once its queue is written.
+func (h *Hub) CloseAll(d Disconnect) {
+	h.mu.RLock()
+	conns := make([]*Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.RUnlock()
+	for _, c := range conns {
+		c.Close(d)
+	}
+}
+
+// Wait waits until every connection has disconnected and every pending
+// request has finished, or ctx ends.
+func (h *Hub) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.requests.Wait()
+		close(done)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		h.mu.RLock()
+		n := len(h.conns)
+		h.mu.RUnlock()
+		if n == 0 {
+			select {
+			case <-done:
+				return nil
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d connections: %w", n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

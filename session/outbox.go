@@ -1,0 +1,156 @@
+package session
+
+import "sync"
+
+// outbox is a connection's bounded outgoing queue. Frames arrive already
+// encoded, often as a run of several frames in one shared buffer that every
+// member of a channel receives unchanged; the outbox never copies or changes
+// them.
+//
+// While the socket keeps up, send writes straight through with one
+// non-blocking write and nothing is queued or started. Only when the socket
+// is full does the outbox queue the rest and start one writer goroutine,
+// which drains the queue with blocking writes and exits once it is empty. A
+// queue that passes its bound in frames or bytes ends the connection with
+// 4001; the caller never waits for the socket.
+type outbox struct {
+	t         Transport
+	maxFrames int
+	maxBytes  int
+	onClose   func(Disconnect) // called once, without the lock, when the outbox closes itself
+
+	mu      sync.Mutex
+	pending [][]byte // guarded by mu; queued, not yet written; shared, read-only
+	frames  int      // guarded by mu; frames queued or being written by the writer
+	bytes   int      // guarded by mu; bytes queued or being written by the writer
+	writing bool     // guarded by mu; a writer goroutine owns the socket
+	closing *Disconnect
+	closed  bool // guarded by mu; nothing more is accepted
+}
+
+// send queues p, which holds n whole frames. The outbox keeps p: the caller
+// must not change it afterwards. It reports false if the outbox is closed or
+// closes now.
+func (o *outbox) send(p []byte, n int) bool {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	if !o.writing {
+		w, err := o.t.TryWrite(p)
+		if err != nil {
+			o.closeLocked(DisconnectWriteFailed, false)
+			o.mu.Unlock()
+			o.onClose(DisconnectWriteFailed)
+			return false
+		}
+		if w == len(p) {
+			o.mu.Unlock()
+			return true
+		}
+		// The socket is full: the rest waits for the writer. The frame
+		// count stays whole, a partly written frame still counts as one.
+		p = p[w:]
+		o.writing = true
+		go o.writer()
+	}
+	if o.frames+n > o.maxFrames || o.bytes+len(p) > o.maxBytes {
+		o.closeLocked(DisconnectSlowConsumer, true)
+		o.mu.Unlock()
+		o.onClose(DisconnectSlowConsumer)
+		return false
+	}
+	o.pending = append(o.pending, p)
+	o.frames += n
+	o.bytes += len(p)
+	o.mu.Unlock()
+	return true
+}
+
+// close stops accepting frames; what is queued is still written, then the
+// close frame. It reports false if the outbox was already closed.
+func (o *outbox) close(d Disconnect) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.closeLocked(d, false)
+	return true
+}
+
+// closeLocked marks the outbox closed and makes sure a writer will send the
+// close frame. discard drops what is queued (a slow consumer's backlog).
+func (o *outbox) closeLocked(d Disconnect, discard bool) {
+	o.closed = true
+	o.closing = &d
+	if discard {
+		o.pending = nil
+	}
+	if !o.writing {
+		o.writing = true
+		go o.writer()
+	}
+}
+
+// writer owns the socket while the queue is non-empty or a close is due.
+func (o *outbox) writer() {
+	var spare [][]byte
+	for {
+		o.mu.Lock()
+		bufs := o.pending
+		if len(bufs) == 0 {
+			if o.closing != nil {
+				d := *o.closing
+				o.closing = nil
+				o.mu.Unlock()
+				_ = o.t.Close(d)
+				return
+			}
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		frames, size := o.frames, 0
+		for _, b := range bufs {
+			size += len(b)
+		}
+		o.pending = spare[:0]
+		o.mu.Unlock()
+
+		err := o.t.Write(bufs)
+
+		o.mu.Lock()
+		o.frames -= frames
+		o.bytes -= size
+		if o.frames < 0 {
+			o.frames = 0
+		}
+		if o.bytes < 0 {
+			o.bytes = 0
+		}
+		clear(bufs)
+		spare = bufs
+		if err != nil && !o.closed {
+			o.closeLocked(DisconnectWriteFailed, true)
+			o.mu.Unlock()
+			o.onClose(DisconnectWriteFailed)
+			continue
+		}
+		if err != nil {
+			o.pending = nil
+		}
+		o.mu.Unlock()
+	}
+}
+
+// abandon stops everything: the socket is gone, so nothing queued or due
+// will be written.
+func (o *outbox) abandon() {
+	o.mu.Lock()
+	o.closed = true
+	o.closing = nil
+	o.pending = nil
+	o.mu.Unlock()
+}

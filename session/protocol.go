@@ -1,0 +1,65 @@
+package session
+
+import "fmt"
+
+// Code is an error code of PROTOCOL.md's errors table, sent to a client in an
+// error frame.
+type Code string
+
+// The error codes of PROTOCOL.md §1.
+const (
+	CodeBadRequest      Code = "bad_request"
+	CodeBadChannel      Code = "bad_channel"
+	CodeForbidden       Code = "forbidden"
+	CodeTooManyChannels Code = "too_many_channels"
+	CodeRateLimited     Code = "rate_limited"
+	CodeNoHandler       Code = "no_handler"
+	CodeTimeout         Code = "timeout"
+)
+
+// Codes lists every error code, in a fixed order (metrics use it).
+var Codes = []Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited, CodeNoHandler, CodeTimeout}
+
+// Error is a protocol error: the client receives it as an error frame and
+// its connection stays open.
+type Error struct {
+	Code Code
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Msg) }
+
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// CloseCode is a WebSocket close status the server sends.
+type CloseCode uint16
+
+// The close codes of PROTOCOL.md §1.
+const (
+	CloseNormal       CloseCode = 1000
+	CloseGoingAway    CloseCode = 1001
+	CloseUnsupported  CloseCode = 1003 // binary frame
+	ClosePolicy       CloseCode = 1008 // rate limit exceeded ten times in a row
+	CloseTooBig       CloseCode = 1009 // frame larger than max_message_bytes
+	CloseSlowConsumer CloseCode = 4001
+)
+
+// Disconnect is why the server closes a connection: the close code and the
+// reason sent in the close frame.
+type Disconnect struct {
+	Code   CloseCode
+	Reason string
+}
+
+func (d Disconnect) Error() string { return fmt.Sprintf("close %d: %s", d.Code, d.Reason) }
+
+// The disconnects the server initiates.
+var (
+	DisconnectGoingAway    = Disconnect{CloseGoingAway, "going away"}
+	DisconnectBinary       = Disconnect{CloseUnsupported, "binary frames are not supported"}
+	DisconnectRateLimit    = Disconnect{ClosePolicy, "rate limit exceeded"}
+	DisconnectSlowConsumer = Disconnect{CloseSlowConsumer, "slow consumer"}
+	DisconnectWriteFailed  = Disconnect{CloseNormal, "write failed"}
+)

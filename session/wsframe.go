@@ -1,0 +1,46 @@
+package session
+
+import "encoding/binary"
+
+// WebSocket framing of server-to-client frames (RFC 6455 §5.2): unmasked,
+// unfragmented. Encoding here rather than in the transport lets one encoded
+// frame, or a run of them, be written unchanged to every member of a channel.
+
+const (
+	opText = 0x1
+	opPong = 0xA
+	finBit = 0x80
+)
+
+// wsHeaderLen is the length of the header appendFrame writes for n bytes.
+func wsHeaderLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	default:
+		return 10
+	}
+}
+
+// appendFrame appends one whole frame of the given opcode holding payload.
+func appendFrame(dst []byte, opcode byte, payload []byte) []byte {
+	n := len(payload)
+	switch {
+	case n < 126:
+		dst = append(dst, finBit|opcode, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, finBit|opcode, 126, 0, 0)
+		binary.BigEndian.PutUint16(dst[len(dst)-2:], uint16(n))
+	default:
+		dst = append(dst, finBit|opcode, 127, 0, 0, 0, 0, 0, 0, 0, 0)
+		binary.BigEndian.PutUint64(dst[len(dst)-8:], uint64(n))
+	}
+	return append(dst, payload...)
+}
+
+// textFrame returns payload as one encoded text frame.
+func textFrame(payload []byte) []byte {
+	return appendFrame(make([]byte, 0, wsHeaderLen(len(payload))+len(payload)), opText, payload)
+}
