@@ -137,13 +137,15 @@ func (b *Broker) startServer() error {
 			return fmt.Errorf("broker.cluster_listen: %w", err)
 		}
 		opts.Cluster = server.ClusterOpts{Name: b.cfg.ClusterName, Host: chost, Port: cport}
-		opts.Routes = server.RoutesFromStr(strings.Join(b.cfg.Seeds, ","))
+		if len(b.cfg.Seeds) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(b.cfg.Seeds, ","))
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("start nats server: %w", err)
 	}
-	ns.SetLoggerV2(&natsLogger{log: b.log.With("component", "nats")}, false, false, false)
+	ns.SetLoggerV2(&natsLogger{log: b.log.With("server", "nats")}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(readyTimeout) {
 		ns.Shutdown()

@@ -24,6 +24,10 @@ type outbox struct {
 	frames  int      // guarded by mu; frames queued or being written by the writer
 	bytes   int      // guarded by mu; bytes queued or being written by the writer
 	writing bool     // guarded by mu; a writer goroutine owns the socket
+	// partial is set while pending[0] is the rest of a buffer whose head is
+	// already on the socket: dropping it would cut a frame in half, so a
+	// slow consumer's discard keeps it. Guarded by mu.
+	partial bool
 	closing *Disconnect
 	closed  bool // guarded by mu; nothing more is accepted
 }
@@ -51,9 +55,18 @@ func (o *outbox) send(p []byte, n int) bool {
 		}
 		// The socket is full: the rest waits for the writer. The frame
 		// count stays whole, a partly written frame still counts as one.
-		p = p[w:]
 		o.writing = true
 		go o.writer()
+		if w > 0 {
+			// Its head is on the socket, so the rest is queued whatever
+			// the bound; the next send finds the queue over it.
+			o.pending = append(o.pending, p[w:])
+			o.partial = true
+			o.frames += n
+			o.bytes += len(p) - w
+			o.mu.Unlock()
+			return true
+		}
 	}
 	if o.frames+n > o.maxFrames || o.bytes+len(p) > o.maxBytes {
 		o.closeLocked(DisconnectSlowConsumer, true)
@@ -86,7 +99,11 @@ func (o *outbox) closeLocked(d Disconnect, discard bool) {
 	o.closed = true
 	o.closing = &d
 	if discard {
-		o.pending = nil
+		if o.partial {
+			o.pending = o.pending[:1]
+		} else {
+			o.pending = nil
+		}
 	}
 	if !o.writing {
 		o.writing = true
@@ -117,6 +134,7 @@ func (o *outbox) writer() {
 			size += len(b)
 		}
 		o.pending = spare[:0]
+		o.partial = false
 		o.mu.Unlock()
 
 		err := o.t.Write(bufs)

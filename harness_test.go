@@ -1,0 +1,326 @@
+package main
+
+// End-to-end harness: real nodes in this test process on loopback with
+// ephemeral ports, a real WebSocket client (gws) and real NATS clients.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/nats-io/nats.go"
+)
+
+// checkFor polls cond until it returns nil or total passes.
+func checkFor(t testing.TB, total, every time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", total, err)
+		}
+		time.Sleep(every)
+	}
+}
+
+// logWriter sends a node's log lines to t.Log.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+type testNode struct {
+	*node
+	name string
+	ws   string // ws://host:port/ws
+	http string // http://host:port
+	nats string // client URL
+}
+
+// startTestNode starts a node named name, routes on an ephemeral port,
+// seeded with seeds; extra flags go to serve's command line.
+func startTestNode(t testing.TB, name string, seeds []string, extra ...string) *testNode {
+	t.Helper()
+	args := []string{"serve", "--node", name, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+		"--cluster-listen", "127.0.0.1:0", "--admin-listen", "", "--workers", "2", "--log-level", "warn"}
+	for _, s := range seeds {
+		args = append(args, "--seed", s)
+	}
+	cfgs, err := loadSettings(append(args, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := startNode(context.Background(), cfgs, &env{ctx: context.Background(), stdout: io.Discard, stderr: logWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.shutdown(ctx)
+	})
+	addr := n.gateway.Addr().String()
+	return &testNode{node: n, name: name, ws: "ws://" + addr + "/ws", http: "http://" + addr, nats: n.broker.ClientURL()}
+}
+
+// startCluster starts size nodes joined only through the first one's
+// route URL, and waits until every node sees all of them.
+func startCluster(t testing.TB, size int, extra ...string) []*testNode {
+	t.Helper()
+	first := startTestNode(t, "n1", nil, extra...)
+	nodes := []*testNode{first}
+	for i := 2; i <= size; i++ {
+		nodes = append(nodes, startTestNode(t, fmt.Sprintf("n%d", i), []string{first.broker.ClusterURL()}, extra...))
+	}
+	for _, n := range nodes {
+		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if got := len(n.broker.Nodes()); got != size {
+				return fmt.Errorf("%s sees %d nodes", n.name, got)
+			}
+			return nil
+		})
+	}
+	return nodes
+}
+
+// awaitInterest waits until a publish on any of nodes reaches every node
+// holding members of channel: each node's NATS server counts one local
+// subscription per member node, routed ones included.
+func awaitInterest(t testing.TB, nodes []*testNode, channel string, memberNodes int) {
+	t.Helper()
+	for _, n := range nodes {
+		subject := n.broker.Subjects().Channel(channel)
+		checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			if got := n.broker.Server().GlobalAccount().Interest(subject); got < memberNodes {
+				return fmt.Errorf("%s: interest in %s is %d, want %d", n.name, subject, got, memberNodes)
+			}
+			return nil
+		})
+	}
+}
+
+func natsConnect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// frame is one server frame as a client sees it.
+type frame map[string]any
+
+func (f frame) str(k string) string { s, _ := f[k].(string); return s }
+
+// wsClient is a real WebSocket client. Frames arrive on a channel; hold
+// stops its read loop (the socket is then not read at all) until resume.
+type wsClient struct {
+	t       testing.TB
+	conn    *gws.Conn
+	frames  chan frame
+	raw     chan string
+	closed  chan error // gets the close error once
+	gate    chan struct{}
+	gateMu  sync.Mutex
+	welcome frame
+	count   int // frames seen while held, for slow-consumer tests
+}
+
+type clientEvents struct {
+	gws.BuiltinEventHandler
+	c *wsClient
+}
+
+func (e *clientEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	c := e.c
+	c.gateMu.Lock()
+	gate := c.gate
+	c.gateMu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	raw := m.Data.String()
+	var f frame
+	if err := json.Unmarshal([]byte(raw), &f); err != nil {
+		c.t.Errorf("server sent a frame that is not JSON: %q", raw)
+		return
+	}
+	select {
+	case c.frames <- f:
+	default:
+		c.count++ // the test does not read these
+	}
+}
+
+func (e *clientEvents) OnClose(_ *gws.Conn, err error) { e.c.closed <- err }
+
+type dialOpts struct {
+	query  string
+	local  string // local IP to bind
+	buffer int
+	// transient: the caller closes the client itself; nothing is kept for
+	// the test's cleanup (so 10,000 of them are not all kept alive).
+	transient bool
+}
+
+func dial(t testing.TB, url string, o dialOpts) *wsClient {
+	t.Helper()
+	c, err := tryDial(t, url, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func tryDial(t testing.TB, url string, o dialOpts) (*wsClient, error) {
+	if o.buffer == 0 {
+		o.buffer = 256
+	}
+	c := &wsClient{t: t, frames: make(chan frame, o.buffer), closed: make(chan error, 1)}
+	opt := &gws.ClientOption{Addr: url + o.query, ReadMaxPayloadSize: 1 << 20}
+	if o.local != "" {
+		opt.NewDialer = func() (gws.Dialer, error) {
+			return &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(o.local)}}, nil
+		}
+	}
+	conn, resp, err := gws.NewClient(&clientEvents{c: c}, opt)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(resp.Body)
+			return nil, fmt.Errorf("dial %s: %w (HTTP %d %s)", url+o.query, err, resp.StatusCode, bytes.TrimSpace(body))
+		}
+		return nil, fmt.Errorf("dial %s: %w", url+o.query, err)
+	}
+	c.conn = conn
+	go conn.ReadLoop()
+	if !o.transient {
+		t.Cleanup(func() { _ = conn.WriteClose(1000, nil) })
+	}
+	c.welcome = c.next("welcome")
+	return c, nil
+}
+
+func (c *wsClient) id() string   { return c.welcome.str("conn") }
+func (c *wsClient) user() string { return c.welcome.str("user") }
+
+func (c *wsClient) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(string(b))
+}
+
+func (c *wsClient) sendRaw(s string) {
+	c.t.Helper()
+	if err := c.conn.WriteString(s); err != nil {
+		c.t.Fatalf("send %s: %v", s, err)
+	}
+}
+
+// next returns the next frame of type typ, skipping others; it fails the
+// test after 5 s.
+func (c *wsClient) next(typ string) frame {
+	c.t.Helper()
+	return c.nextWhere(typ, func(frame) bool { return true })
+}
+
+func (c *wsClient) nextWhere(typ string, ok func(frame) bool) frame {
+	c.t.Helper()
+	timeout := time.After(5 * time.Second)
+	var skipped []frame
+	for {
+		select {
+		case f := <-c.frames:
+			if f.str("type") == typ && ok(f) {
+				return f
+			}
+			skipped = append(skipped, f)
+		case err := <-c.closed:
+			c.closed <- err
+			c.t.Fatalf("closed while waiting for %s: %v", typ, err)
+		case <-timeout:
+			c.t.Fatalf("no matching %s frame within 5s; skipped %v", typ, skipped)
+		}
+	}
+}
+
+// expectNone fails if a frame of type typ arrives within d.
+func (c *wsClient) expectNone(typ string, d time.Duration) {
+	c.t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case f := <-c.frames:
+			if f.str("type") == typ {
+				c.t.Fatalf("unexpected %s frame: %v", typ, f)
+			}
+		case <-timeout:
+			return
+		}
+	}
+}
+
+// roundTrip checks the connection is alive: a ping gets its pong.
+func (c *wsClient) roundTrip() {
+	c.t.Helper()
+	c.send(map[string]any{"type": "ping"})
+	c.next("pong")
+}
+
+// join joins channel and waits for joined.
+func (c *wsClient) join(channel string) {
+	c.t.Helper()
+	c.send(map[string]any{"type": "join", "channel": channel})
+	c.nextWhere("joined", func(f frame) bool { return f.str("channel") == channel })
+}
+
+// closeCode waits for the connection to close and returns the code the
+// server sent (0 if none).
+func (c *wsClient) closeCode(within time.Duration) uint16 {
+	c.t.Helper()
+	select {
+	case err := <-c.closed:
+		c.closed <- err
+		var ce *gws.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		return 0
+	case <-time.After(within):
+		c.t.Fatalf("not closed within %v", within)
+	}
+	return 0
+}
+
+func (c *wsClient) hold() {
+	c.gateMu.Lock()
+	c.gate = make(chan struct{})
+	c.gateMu.Unlock()
+}
+
+func (c *wsClient) resume() {
+	c.gateMu.Lock()
+	close(c.gate)
+	c.gate = nil
+	c.gateMu.Unlock()
+}

@@ -1,0 +1,351 @@
+package session
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeTransport records what the hub writes, frame by frame. full makes
+// it behave like a socket nobody reads: TryWrite takes nothing and Write
+// blocks until release is closed.
+type fakeTransport struct {
+	mu      sync.Mutex
+	buf     []byte
+	closed  *Disconnect
+	full    bool
+	release chan struct{}
+}
+
+func (t *fakeTransport) TryWrite(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.full {
+		return 0, nil
+	}
+	t.buf = append(t.buf, p...)
+	return len(p), nil
+}
+
+func (t *fakeTransport) Write(bufs [][]byte) error {
+	if t.release != nil {
+		<-t.release
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range bufs {
+		t.buf = append(t.buf, b...)
+	}
+	return nil
+}
+
+func (t *fakeTransport) Close(d Disconnect) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = &d
+	return nil
+}
+
+// frames decodes the server-to-client WebSocket frames written so far.
+func (t *fakeTransport) frames() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	b := t.buf
+	for len(b) >= 2 {
+		n, h := int(b[1]&0x7f), 2
+		switch n {
+		case 126:
+			n, h = int(binary.BigEndian.Uint16(b[2:])), 4
+		case 127:
+			n, h = int(binary.BigEndian.Uint64(b[2:])), 10
+		}
+		if b[0]&0x0f == opText {
+			out = append(out, string(b[h:h+n]))
+		}
+		b = b[h+n:]
+	}
+	return out
+}
+
+func (t *fakeTransport) closedWith() *Disconnect {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// loopBus is a one-node Bus: a publish is delivered at once.
+type loopBus struct {
+	hub  *Hub
+	mu   sync.Mutex
+	subs map[string]int
+}
+
+func (b *loopBus) Subscribe(ch string) error {
+	b.mu.Lock()
+	b.subs[ch]++
+	b.mu.Unlock()
+	return nil
+}
+func (b *loopBus) Unsubscribe(ch string) {
+	b.mu.Lock()
+	b.subs[ch]--
+	b.mu.Unlock()
+}
+func (b *loopBus) Publish(ch string, p []byte) error { b.hub.DeliverChannel(ch, p); return nil }
+
+// fakeBackend records events; send answers custom frames.
+type fakeBackend struct {
+	mu     sync.Mutex
+	events []string
+	send   func(ctx context.Context, typ string, payload []byte, wantReply bool) ([]byte, error)
+}
+
+func (b *fakeBackend) PublishEvent(name string, _ []byte) error {
+	b.mu.Lock()
+	b.events = append(b.events, name)
+	b.mu.Unlock()
+	return nil
+}
+func (b *fakeBackend) Send(ctx context.Context, typ, user, conn string, payload []byte, wantReply bool) ([]byte, error) {
+	return b.send(ctx, typ, payload, wantReply)
+}
+
+func newTestHub(t testing.TB, cfg Config) (*Hub, *loopBus, *fakeBackend) {
+	t.Helper()
+	bus := &loopBus{subs: map[string]int{}}
+	be := &fakeBackend{send: func(context.Context, string, []byte, bool) ([]byte, error) { return nil, ErrNoHandler }}
+	cfg.Node = "n1"
+	h, err := New(cfg, bus, be, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.hub = h
+	return h, bus, be
+}
+
+// waitFrames polls until t has written a frame for which match holds.
+func waitFrame(tb testing.TB, t *fakeTransport, match string) {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, f := range t.frames() {
+			if strings.Contains(f, match) {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tb.Fatalf("no frame contains %s; got %q", match, t.frames())
+}
+
+// waitCount polls until exactly n frames of t contain match.
+func waitCount(tb testing.TB, t *fakeTransport, match string, n int) {
+	tb.Helper()
+	got := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if got = strings.Count(strings.Join(t.frames(), "\n"), match); got == n {
+			return
+		}
+	}
+	tb.Fatalf("%d frames contain %s, want %d", got, match, n)
+}
+
+func TestJoinChatLeave(t *testing.T) {
+	h, bus, be := newTestHub(t, Config{})
+	ta, tb := &fakeTransport{}, &fakeTransport{}
+	a, _ := h.Connect(ta, "alice", "127.0.0.1")
+	b, _ := h.Connect(tb, "", "127.0.0.2")
+	waitFrame(t, ta, `{"type":"welcome","conn":"`+a.ID()+`","node":"n1","user":"alice"}`)
+	waitFrame(t, tb, `"user":"anon-`+b.ID()+`"`)
+
+	h.Receive(a, []byte(`{"type":"join","channel":"lobby","id":1}`))
+	waitFrame(t, ta, `{"type":"joined","channel":"lobby","id":1}`)
+	waitFrame(t, ta, `{"type":"control","channel":"lobby","user":"alice","msg":"joined"}`)
+	// joined comes before the control frame.
+	fs := ta.frames()
+	if !strings.Contains(fs[1], `"joined"`) || !strings.Contains(fs[2], `"control"`) {
+		t.Fatalf("order: %q", fs)
+	}
+	// Joining twice answers joined again, with no second control frame.
+	h.Receive(a, []byte(`{"type":"join","channel":"lobby"}`))
+	waitFrame(t, ta, `{"type":"joined","channel":"lobby"}`)
+
+	// b chats without joining: it joins first, under the user its join names.
+	h.Receive(b, []byte(`{"type":"join","channel":"x","user":"bob"}`))
+	h.Receive(b, []byte(`{"type":"chat","channel":"lobby","msg":{"text":"hi"}}`))
+	waitFrame(t, ta, `{"type":"chat","channel":"lobby","user":"bob","msg":{"text":"hi"}}`)
+	waitFrame(t, tb, `{"type":"chat","channel":"lobby","user":"bob","msg":{"text":"hi"}}`)
+	waitFrame(t, ta, `{"type":"control","channel":"lobby","user":"bob","msg":"joined"}`)
+	if n := strings.Count(strings.Join(ta.frames(), "\n"), `"user":"alice","msg":"joined"`); n != 1 {
+		t.Fatalf("alice's join control frame seen %d times", n)
+	}
+
+	h.Receive(b, []byte(`{"type":"leave","channel":"lobby","id":"z"}`))
+	waitFrame(t, tb, `{"type":"left","channel":"lobby","id":"z"}`)
+	waitFrame(t, ta, `{"type":"control","channel":"lobby","user":"bob","msg":"left"}`)
+
+	// A disconnect leaves every channel and tells the others.
+	h.Receive(b, []byte(`{"type":"join","channel":"lobby"}`))
+	h.Disconnect(b, nil)
+	waitCount(t, ta, `"user":"bob","msg":"left"`, 2)
+	if bus.subs["lobby"] != 1 || bus.subs["x"] != 0 {
+		t.Fatalf("bus interest %v", bus.subs)
+	}
+	h.Disconnect(a, nil)
+	if st := h.Stats(); st.Connections != 0 || st.Channels != 0 {
+		t.Fatalf("stats after all left: %+v", st)
+	}
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	got := strings.Join(be.events, " ")
+	for _, want := range []string{"connect", "join.lobby", "join.x", "leave.lobby", "leave.x", "disconnect"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %q lack %s", got, want)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	h, _, be := newTestHub(t, Config{MaxChannels: 2})
+	be.send = func(ctx context.Context, typ string, _ []byte, wantReply bool) ([]byte, error) {
+		switch typ {
+		case "echo":
+			return []byte(`{"ok":1}`), nil
+		case "slow":
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return nil, ErrNoHandler
+	}
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "carol", "")
+	cases := []struct{ in, want string }{
+		{`garbage`, `{"type":"error","code":"bad_request"`},
+		{`{"type":"join","channel":"a b","id":1}`, `"code":"bad_channel","msg":"invalid channel name \"a b\"","id":1}`},
+		{`{"type":"chat","channel":"*","id":2}`, `"code":"bad_channel"`},
+		{`{"type":"leave","channel":"","id":3}`, `"code":"bad_channel"`},
+		{`{"type":"join","channel":"@dave","id":4}`, `"code":"forbidden"`},
+		{`{"type":"join","channel":"@carol.inbox","id":5}`, `{"type":"joined","channel":"@carol.inbox","id":5}`},
+		{`{"type":"join","channel":"one","id":6}`, `{"type":"joined","channel":"one","id":6}`},
+		{`{"type":"join","channel":"two","id":7}`, `"code":"too_many_channels"`},
+		{`{"type":"join","channel":"one","user":"eve","id":8}`, `"code":"bad_request","msg":"this connection is already user \"carol\"","id":8}`},
+		{`{"type":"a.b","id":9}`, `"code":"bad_request","msg":"invalid type \"a.b\""`},
+		{`{"type":"nobody","id":10}`, `{"type":"error","code":"no_handler","msg":"no backend handles \"nobody\"","id":10}`},
+		{`{"type":"echo","id":"e"}`, `{"type":"reply","id":"e","msg":{"ok":1}}`},
+		{`{"type":"ping"}`, `{"type":"pong"}`},
+	}
+	for _, c2 := range cases {
+		h.Receive(c, []byte(c2.in))
+		waitFrame(t, tr, c2.want)
+	}
+	if tr.closedWith() != nil {
+		t.Fatal("an error closed the connection")
+	}
+	if st := h.Stats(); st.Errors[CodeBadChannel] != 3 || st.Errors[CodeNoHandler] != 1 {
+		t.Fatalf("error counters %v", st.Errors)
+	}
+}
+
+func TestRequestTimeout(t *testing.T) {
+	h, _, be := newTestHub(t, Config{RequestTimeout: 20 * time.Millisecond})
+	be.send = func(ctx context.Context, _ string, _ []byte, _ bool) ([]byte, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", "")
+	h.Receive(c, []byte(`{"type":"slow","id":1}`))
+	waitFrame(t, tr, `{"type":"error","code":"timeout"`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := h.Wait(ctx); err == nil {
+		t.Fatal("Wait returned with a connection open")
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{Rate: 1, Burst: 5})
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", "")
+	for i := 0; i < 5; i++ {
+		h.Receive(c, []byte(`{"type":"ping"}`))
+	}
+	for i := 0; i < 9; i++ {
+		h.Receive(c, []byte(fmt.Sprintf(`{"type":"ping","id":%d}`, i)))
+	}
+	waitFrame(t, tr, `{"type":"error","code":"rate_limited","msg":"more than 1 frames per second; frame dropped","id":8}`)
+	if tr.closedWith() != nil {
+		t.Fatal("closed after nine strikes")
+	}
+	h.Receive(c, []byte(`{"type":"ping"}`))
+	deadline := time.Now().Add(time.Second)
+	for tr.closedWith() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if d := tr.closedWith(); d == nil || d.Code != ClosePolicy {
+		t.Fatalf("closed with %v, want 1008", d)
+	}
+}
+
+func TestSlowConsumer(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{QueueFrames: 50})
+	fast, slow := &fakeTransport{}, &fakeTransport{release: make(chan struct{})}
+	a, _ := h.Connect(fast, "", "")
+	b, _ := h.Connect(slow, "", "")
+	h.Receive(a, []byte(`{"type":"join","channel":"c"}`))
+	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
+	waitFrame(t, slow, `"joined"`)
+	slow.mu.Lock()
+	slow.full = true
+	slow.mu.Unlock()
+	for i := 0; i < 500; i++ {
+		h.DeliverChannel("c", []byte(fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	waitFrame(t, fast, `{"n":499}`)
+	close(slow.release)
+	deadline := time.Now().Add(2 * time.Second)
+	for slow.closedWith() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if d := slow.closedWith(); d == nil || d.Code != CloseSlowConsumer {
+		t.Fatalf("slow member closed with %v, want 4001", d)
+	}
+	if fast.closedWith() != nil {
+		t.Fatal("the fast member was closed")
+	}
+	if h.Stats().SlowConsumers != 1 {
+		t.Fatal("slow consumer not counted")
+	}
+}
+
+func TestDeliverTargets(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	t1, t2 := &fakeTransport{}, &fakeTransport{}
+	c1, _ := h.Connect(t1, "ann", "")
+	_, _ = h.Connect(t2, "ann", "")
+	h.DeliverUser("ann", []byte(`{"u":1}`))
+	h.DeliverConn(c1.ID(), []byte(`{"c":1}`))
+	h.DeliverAll([]byte(`{"all":1}`))
+	for _, tr := range []*fakeTransport{t1, t2} {
+		waitFrame(t, tr, `{"u":1}`)
+		waitFrame(t, tr, `{"all":1}`)
+	}
+	waitFrame(t, t1, `{"c":1}`)
+	for _, f := range t2.frames() {
+		if f == `{"c":1}` {
+			t.Fatal("conn message reached the other connection")
+		}
+	}
+	var v map[string]any
+	for _, f := range t1.frames() {
+		if err := json.Unmarshal([]byte(f), &v); err != nil {
+			t.Fatalf("frame %q: %v", f, err)
+		}
+	}
+}
