@@ -448,3 +448,28 @@ func TestPubCommand(t *testing.T) {
 		t.Fatalf("pub with no server: %v", err)
 	}
 }
+
+// TestWriteDeadlineCleared: after a client fell behind and caught up (so
+// its writes once blocked under a deadline), it keeps receiving long after
+// that deadline would have passed.
+func TestWriteDeadlineCleared(t *testing.T) {
+	n := startTestNode(t, "w1", nil, "--write-timeout", "300ms", "--queue-bytes", "67108864")
+	c := dial(t, n.ws, dialOpts{buffer: 1000})
+	c.join("late")
+	nc := natsConnect(t, n.nats)
+	c.hold()
+	big := `{"type":"big","pad":"` + strings.Repeat("b", 60000) + `","n":%d}`
+	const msgs = 250 // 15 MB: more than the socket buffers take
+	for i := 0; i < msgs; i++ {
+		_ = nc.Publish("push.chan.late", []byte(fmt.Sprintf(big, i)))
+	}
+	_ = nc.Flush()
+	time.Sleep(100 * time.Millisecond) // let the server's writer block
+	c.resume()
+	for i := 0; i < msgs; i++ {
+		c.next("big")
+	}
+	time.Sleep(500 * time.Millisecond) // past the write timeout
+	_ = nc.Publish("push.chan.late", []byte(`{"type":"after"}`))
+	c.next("after")
+}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +124,18 @@ func natsConnect(t testing.TB, url string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// dumpGoroutines writes every goroutine's stack to a file named in the
+// test log, for timeouts that only happen under load.
+func dumpGoroutines(t testing.TB) {
+	f, err := os.CreateTemp("", "pushgrid-goroutines-*.txt")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+	t.Logf("goroutine dump: %s", f.Name())
 }
 
 // frame is one server frame as a client sees it.
@@ -259,6 +273,7 @@ func (c *wsClient) nextWhere(typ string, ok func(frame) bool) frame {
 			c.closed <- err
 			c.t.Fatalf("closed while waiting for %s: %v", typ, err)
 		case <-timeout:
+			dumpGoroutines(c.t)
 			c.t.Fatalf("no matching %s frame within 5s; skipped %v", typ, skipped)
 		}
 	}

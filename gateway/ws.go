@@ -110,6 +110,10 @@ func (t *transport) Write(bufs [][]byte) error {
 	}
 	nb := net.Buffers(bufs)
 	_, err := nb.WriteTo(t.conn)
+	// A deadline left in place would fail TryWrite once it passes.
+	if derr := t.conn.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
 	return err
 }
 
