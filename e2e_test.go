@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -48,6 +49,11 @@ func TestChatExactlyOnce(t *testing.T) {
 	}
 	for _, m := range members {
 		m.expectNone("chat", 150*time.Millisecond)
+	}
+	// A disconnect leaves the channel: members on every node are told.
+	_ = members[3].conn.WriteClose(1000, nil)
+	for _, i := range []int{0, 2, 4} {
+		members[i].nextWhere("control", func(f frame) bool { return f.str("user") == "u11" && f.str("msg") == "left" })
 	}
 }
 
@@ -472,4 +478,44 @@ func TestWriteDeadlineCleared(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // past the write timeout
 	_ = nc.Publish("push.chan.late", []byte(`{"type":"after"}`))
 	c.next("after")
+}
+
+// TestExternalNATS: with --nats-url, nodes embed nothing and the same
+// protocol runs over an existing NATS deployment.
+func TestExternalNATS(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	a := startTestNode(t, "x1", nil, "--nats-url", ns.ClientURL())
+	b := startTestNode(t, "x2", nil, "--nats-url", ns.ClientURL())
+	if a.broker.Server() != nil {
+		t.Fatal("a node with --nats-url embedded a server")
+	}
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := len(a.broker.Nodes()); got != 2 {
+			return fmt.Errorf("x1 sees %d nodes", got)
+		}
+		return nil
+	})
+	ca := dial(t, a.ws, dialOpts{query: "?user=ext"})
+	cb := dial(t, b.ws, dialOpts{})
+	ca.join("shared")
+	cb.join("shared")
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if ns.GlobalAccount().Interest("push.chan.shared") < 2 {
+			return fmt.Errorf("no interest yet")
+		}
+		return nil
+	})
+	ca.send(map[string]any{"type": "chat", "channel": "shared", "msg": "over external nats"})
+	cb.nextWhere("chat", func(f frame) bool { return f["msg"] == "over external nats" })
+	nc := natsConnect(t, ns.ClientURL())
+	_ = nc.Publish("push.user.ext", []byte(`{"type":"dm"}`))
+	ca.next("dm")
 }

@@ -18,10 +18,10 @@ import (
 type PubCmd struct {
 	Server  string `default:"nats://127.0.0.1:4222" env:"PUSHGRID_SERVER" help:"NATS URL of any node."`
 	Prefix  string `default:"${nats_prefix}" env:"PUSHGRID_PREFIX" help:"Subject prefix of the cluster."`
-	Channel string `xor:"target" required:"" help:"Every member of this channel."`
-	User    string `xor:"target" required:"" help:"Every connection of this user."`
-	Conn    string `xor:"target" required:"" help:"The one connection with this id."`
-	All     bool   `xor:"target" required:"" help:"Every connection."`
+	Channel string `xor:"target" help:"Every member of this channel."`
+	User    string `xor:"target" help:"Every connection of this user."`
+	Conn    string `xor:"target" help:"The one connection with this id."`
+	All     bool   `xor:"target" help:"Every connection."`
 	Payload string `arg:"" help:"The payload, a JSON object; - reads standard input."`
 }
 
