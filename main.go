@@ -23,6 +23,7 @@ type CLI struct {
 	Serve   ServeCmd   `cmd:"" help:"Run a node: WebSocket gateway, embedded NATS server, cluster routes."`
 	Pub     PubCmd     `cmd:"" help:"Publish a payload to a channel, a user, a connection or everyone."`
 	Sub     SubCmd     `cmd:"" help:"Print every message on a NATS subject until interrupted."`
+	Bench   BenchCmd   `cmd:"" help:"Load-test a cluster: subscribers, publishes, deliveries/s, loss, latency."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 	Config  ConfigCmd  `cmd:"" help:"Work with configuration files."`
 }

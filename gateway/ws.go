@@ -103,13 +103,40 @@ func (t *transport) TryWrite(p []byte) (int, error) {
 	return n, werr
 }
 
-// Write blocks until every buffer is written or the write timeout passes.
+// writeChunk is how much one deadline covers: the write timeout bounds a
+// stall, not the time a large backlog takes to drain at a steady pace.
+const writeChunk = 256 << 10
+
+// Write blocks until every buffer is written, or until the socket has
+// taken nothing for the write timeout.
 func (t *transport) Write(bufs [][]byte) error {
-	if err := t.conn.SetWriteDeadline(time.Now().Add(t.timeout)); err != nil {
+	var chunk net.Buffers
+	size := 0
+	flush := func() error {
+		if err := t.conn.SetWriteDeadline(time.Now().Add(t.timeout)); err != nil {
+			return err
+		}
+		_, err := chunk.WriteTo(t.conn)
+		chunk, size = chunk[:0], 0
 		return err
 	}
-	nb := net.Buffers(bufs)
-	_, err := nb.WriteTo(t.conn)
+	for _, b := range bufs {
+		for len(b) > 0 {
+			n := min(len(b), writeChunk-size)
+			chunk = append(chunk, b[:n])
+			size += n
+			b = b[n:]
+			if size == writeChunk {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	err := error(nil)
+	if size > 0 {
+		err = flush()
+	}
 	// A deadline left in place would fail TryWrite once it passes.
 	if derr := t.conn.SetWriteDeadline(time.Time{}); err == nil {
 		err = derr

@@ -1,0 +1,537 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/nats-io/nats.go"
+)
+
+// Config is one benchmark run.
+type Config struct {
+	URLs     []string      // gateway WebSocket URLs; subscribers are spread over them
+	NATS     string        // where the publisher connects
+	Prefix   string        // subject prefix
+	Subs     int           // subscriber connections
+	Channels int           // channels; subscriber i joins channel i % Channels
+	Rates    []float64     // msg/s of each step; 0 = closed loop
+	Duration time.Duration // of each step's measurement
+	Warmup   time.Duration // before each step's measurement
+	Hold     time.Duration // with no steps: how long the joined connections stay idle
+	Size     int           // payload bytes
+	Window   int           // closed loop: messages in flight
+	SrcIPs   []net.IP      // local addresses to dial from, round robin
+	Dialers  int           // connections being opened at once
+	Timeout  time.Duration // bound of the connect phase and of each wait
+	PID      int           // server process on this machine to measure, 0 for none
+	Progress io.Writer     // live progress line, nil for none
+}
+
+func (c *Config) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "push"
+	}
+	if c.Subs == 0 {
+		c.Subs = 1000
+	}
+	if c.Channels == 0 {
+		c.Channels = 1
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Size == 0 {
+		c.Size = 64
+	}
+	if c.Window == 0 {
+		c.Window = 64
+	}
+	if c.Dialers == 0 {
+		c.Dialers = 64
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 60 * time.Second
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.URLs) == 0:
+		return errors.New("--url: at least one gateway URL")
+	case c.NATS == "" && len(c.Rates) > 0:
+		return errors.New("--nats: the publisher's NATS URL is required to publish")
+	case c.Subs < 1 || c.Channels < 1 || c.Channels > c.Subs:
+		return fmt.Errorf("--subs %d, --channels %d: need 1 <= channels <= subs", c.Subs, c.Channels)
+	case c.Size < minPayload || c.Size > 1<<20:
+		return fmt.Errorf("--size %d: between %d and 1 MiB", c.Size, minPayload)
+	case c.Window < 1:
+		return fmt.Errorf("--window %d: at least 1", c.Window)
+	}
+	for _, r := range c.Rates {
+		if r < 0 {
+			return fmt.Errorf("--rate %v: not negative", r)
+		}
+	}
+	return nil
+}
+
+// Result is what a run measured.
+type Result struct {
+	Subs           int     `json:"subs"`
+	Channels       int     `json:"channels"`
+	Size           int     `json:"size"`
+	Connected      int     `json:"connected"`
+	ConnectErrors  int     `json:"connect_errors"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+	// Server memory (with Config.PID): resident set before the
+	// connections, after they joined, and the difference per connection.
+	ServerRSSBefore int64   `json:"server_rss_before,omitempty"`
+	ServerRSSJoined int64   `json:"server_rss_joined,omitempty"`
+	RSSPerConn      float64 `json:"rss_per_conn,omitempty"`
+	Steps           []Step  `json:"steps"`
+}
+
+// Step is one rate step.
+type Step struct {
+	Rate             float64 `json:"rate"` // 0: closed loop
+	Seconds          float64 `json:"seconds"`
+	Published        int64   `json:"published"`
+	Expected         int64   `json:"expected"`
+	Delivered        int64   `json:"delivered"`
+	Lost             int64   `json:"lost"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	P50, P90, P99    float64 // ms
+	Max              float64 `json:"max"`
+	Disconnects      int64   `json:"disconnects"`
+	Errors           int64   `json:"errors"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+	PerCPUSecond     float64 `json:"deliveries_per_server_cpu_second,omitempty"`
+}
+
+// payload layout: {"type":"bench","s":SEQ,"t":UNIXNANO,"p":"xxx..."}; the
+// subscriber finds s and t without decoding JSON.
+const minPayload = 64
+
+var (
+	seqKey  = []byte(`"s":`)
+	timeKey = []byte(`"t":`)
+)
+
+func makePayload(seq int64, size int) []byte {
+	b := make([]byte, 0, size)
+	b = append(b, `{"type":"bench","s":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
+	b = append(b, `,"p":"`...)
+	for len(b) < size-2 {
+		b = append(b, 'x')
+	}
+	return append(b, '"', '}')
+}
+
+// intAfter reads the integer following key in b.
+func intAfter(b, key []byte) (int64, bool) {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return 0, false
+	}
+	var n int64
+	j := i + len(key)
+	start := j
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+		n = n*10 + int64(b[j]-'0')
+	}
+	return n, j > start
+}
+
+// run is the state shared by the subscribers and the publisher.
+type run struct {
+	cfg                          Config
+	lat                          histogram
+	ring                         []atomic.Int32 // deliveries of each in-flight seq (closed loop)
+	want                         []int32        // subscribers per channel
+	done                         chan struct{}  // a message reached all its subscribers
+	subs                         []*subscriber
+	delivered, disconnects, errs atomic.Int64
+	measuring                    atomic.Bool
+	// Deliveries of seqs in [from, to) are measured, whenever they land.
+	from, to atomic.Int64
+}
+
+const ringSize = 1 << 16
+
+type subscriber struct {
+	r       *run
+	channel int
+	conn    *gws.Conn
+	joined  chan struct{}
+	isIn    atomic.Bool
+	closed  atomic.Bool
+}
+
+func (s *subscriber) OnOpen(*gws.Conn)             {}
+func (s *subscriber) OnPing(c *gws.Conn, p []byte) { _ = c.WritePong(p) }
+func (s *subscriber) OnPong(*gws.Conn, []byte)     {}
+func (s *subscriber) OnClose(_ *gws.Conn, err error) {
+	s.closed.Store(true)
+	if s.isIn.Load() {
+		s.r.disconnects.Add(1)
+	}
+}
+
+func (s *subscriber) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	b := m.Bytes()
+	if !s.isIn.Load() {
+		if bytes.Contains(b, []byte(`"type":"joined"`)) {
+			s.isIn.Store(true)
+			close(s.joined)
+		}
+		return
+	}
+	seq, ok := intAfter(b, seqKey)
+	if !ok {
+		if bytes.Contains(b, []byte(`"type":"error"`)) {
+			s.r.errs.Add(1)
+		}
+		return // control frames and the like
+	}
+	t, _ := intAfter(b, timeKey)
+	r := s.r
+	if seq >= r.from.Load() && seq < r.to.Load() {
+		r.lat.record(time.Duration(time.Now().UnixNano() - t))
+		r.delivered.Add(1)
+	}
+	if r.ring[seq%ringSize].Add(1) == r.want[int(seq)%len(r.want)] {
+		select {
+		case r.done <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run connects, runs every step, and reports. ctx bounds the whole run.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, ring: make([]atomic.Int32, ringSize), want: make([]int32, cfg.Channels), done: make(chan struct{}, 1)}
+	res := &Result{Subs: cfg.Subs, Channels: cfg.Channels, Size: cfg.Size}
+	if cfg.PID > 0 {
+		res.ServerRSSBefore, _ = processRSS(cfg.PID)
+	}
+	defer r.closeAll()
+	if err := r.connect(ctx, res); err != nil {
+		return res, err
+	}
+	if cfg.PID > 0 {
+		res.ServerRSSJoined, _ = processRSS(cfg.PID)
+		res.RSSPerConn = float64(res.ServerRSSJoined-res.ServerRSSBefore) / float64(res.Connected)
+	}
+	if len(cfg.Rates) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Hold):
+		}
+		return res, nil
+	}
+	nc, err := nats.Connect(cfg.NATS, nats.Name("pushgrid-bench"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return res, fmt.Errorf("publisher: no NATS server answers at %s: %w", cfg.NATS, err)
+	}
+	defer nc.Close()
+	var seq int64
+	for _, rate := range cfg.Rates {
+		st, err := r.step(ctx, nc, rate, &seq)
+		res.Steps = append(res.Steps, st)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// connect opens and joins every subscriber, Dialers at a time.
+func (r *run) connect(ctx context.Context, res *Result) error {
+	cfg := r.cfg
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	r.subs = make([]*subscriber, cfg.Subs)
+	var mu sync.Mutex
+	var firstErr error
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Dialers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				s, err := r.dial(ctx, i)
+				mu.Lock()
+				if err != nil {
+					res.ConnectErrors++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					r.subs[i] = s
+					res.Connected++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	stop := r.progress("connect", func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("%d/%d joined, %d errors", res.Connected, cfg.Subs, res.ConnectErrors)
+	})
+	for i := 0; i < cfg.Subs && ctx.Err() == nil; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	stop()
+	res.ConnectSeconds = time.Since(start).Seconds()
+	for _, s := range r.subs {
+		if s != nil {
+			r.want[s.channel]++
+		}
+	}
+	if res.Connected == 0 {
+		return fmt.Errorf("no subscriber could connect: %v", firstErr)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("connect phase: %d of %d joined within %v", res.Connected, cfg.Subs, cfg.Timeout)
+	}
+	return nil
+}
+
+func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
+	cfg := r.cfg
+	s := &subscriber{r: r, channel: i % cfg.Channels, joined: make(chan struct{})}
+	opt := &gws.ClientOption{
+		Addr:               cfg.URLs[i%len(cfg.URLs)],
+		ReadBufferSize:     2048,
+		ReadMaxPayloadSize: 1 << 20,
+		HandshakeTimeout:   10 * time.Second,
+		NewDialer: func() (gws.Dialer, error) {
+			d := &net.Dialer{Timeout: 10 * time.Second}
+			if len(cfg.SrcIPs) > 0 {
+				d.LocalAddr = &net.TCPAddr{IP: cfg.SrcIPs[i%len(cfg.SrcIPs)]}
+			}
+			return d, nil
+		},
+	}
+	conn, _, err := gws.NewClient(s, opt)
+	if err != nil {
+		return nil, err
+	}
+	s.conn = conn
+	go conn.ReadLoop()
+	join := fmt.Sprintf(`{"type":"join","channel":"bench%d"}`, s.channel)
+	if err := conn.WriteString(join); err != nil {
+		_ = conn.NetConn().Close()
+		return nil, err
+	}
+	select {
+	case <-s.joined:
+		return s, nil
+	case <-ctx.Done():
+		_ = conn.NetConn().Close()
+		return nil, errors.New("no joined answer")
+	case <-time.After(10 * time.Second):
+		_ = conn.NetConn().Close()
+		return nil, errors.New("no joined answer within 10s")
+	}
+}
+
+func (r *run) closeAll() {
+	for _, s := range r.subs {
+		if s != nil {
+			_ = s.conn.NetConn().Close()
+		}
+	}
+}
+
+// step publishes at rate (0: closed loop) for warmup then duration and
+// measures the second part.
+func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64) (Step, error) {
+	cfg := r.cfg
+	st := Step{Rate: rate}
+	subject := func(ch int) string { return fmt.Sprintf("%s.chan.bench%d", cfg.Prefix, ch) }
+	subjects := make([]string, cfg.Channels)
+	for i := range subjects {
+		subjects[i] = subject(i)
+	}
+	var published, expected, sent int64
+	publish := func() error {
+		s := *seq
+		*seq++
+		sent++
+		ch := int(s) % cfg.Channels
+		r.ring[s%ringSize].Store(0)
+		if err := nc.Publish(subjects[ch], makePayload(s, cfg.Size)); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if r.measuring.Load() {
+			published++
+			expected += int64(r.want[ch])
+		}
+		return nil
+	}
+
+	phaseEnd := time.Now().Add(cfg.Warmup)
+	measureStart := phaseEnd
+	end := phaseEnd.Add(cfg.Duration)
+	var cpuStart float64
+	startMeasure := func() {
+		r.lat.reset()
+		r.delivered.Store(0)
+		r.disconnects.Store(0)
+		r.errs.Store(0)
+		if cfg.PID > 0 {
+			cpuStart, _ = processCPU(cfg.PID)
+		}
+		measureStart = time.Now()
+		r.from.Store(*seq)
+		r.to.Store(math.MaxInt64)
+		r.measuring.Store(true)
+	}
+	if cfg.Warmup <= 0 {
+		startMeasure()
+	}
+	stop := r.progress(stepName(rate), func() string {
+		secs := time.Since(measureStart).Seconds()
+		if !r.measuring.Load() || secs <= 0 {
+			return "warming up"
+		}
+		return fmt.Sprintf("%.0f deliveries/s, %d disconnects", float64(r.delivered.Load())/secs, r.disconnects.Load())
+	})
+	defer stop()
+
+	start := time.Now()
+	inflight := 0
+	for {
+		now := time.Now()
+		if !r.measuring.Load() && now.After(phaseEnd) {
+			startMeasure()
+			end = time.Now().Add(cfg.Duration)
+		}
+		if r.measuring.Load() && now.After(end) {
+			break
+		}
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		if rate == 0 {
+			// Closed loop: keep Window messages in flight; a message is
+			// done when all its subscribers have it.
+			for inflight < cfg.Window {
+				if err := publish(); err != nil {
+					return st, err
+				}
+				inflight++
+			}
+			select {
+			case <-r.done:
+				inflight = r.inFlight(*seq, inflight)
+			case <-time.After(time.Second):
+				inflight = 0 // stalled: count the rest as lost and go on
+			}
+			continue
+		}
+		due := int64(rate * time.Since(start).Seconds())
+		for sent < due {
+			if err := publish(); err != nil {
+				return st, err
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.measuring.Store(false)
+	r.to.Store(*seq)
+	elapsed := time.Since(measureStart).Seconds()
+	// Let what is in flight land, bounded.
+	_ = nc.FlushTimeout(5 * time.Second)
+	settle := time.Now().Add(2 * time.Second)
+	for time.Now().Before(settle) && r.delivered.Load() < expected {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st.Seconds = elapsed
+	st.Published = published
+	st.Expected = expected
+	st.Delivered = r.delivered.Load()
+	st.Lost = max(expected-st.Delivered, 0)
+	st.DeliveriesPerSec = float64(st.Delivered) / elapsed
+	ps, maxMS := r.lat.percentiles(0.5, 0.9, 0.99)
+	st.P50, st.P90, st.P99, st.Max = ps[0], ps[1], ps[2], maxMS
+	st.Disconnects = r.disconnects.Load()
+	st.Errors = r.errs.Load()
+	if cfg.PID > 0 {
+		if cpu, err := processCPU(cfg.PID); err == nil {
+			st.ServerCPUSeconds = cpu - cpuStart
+			if st.ServerCPUSeconds > 0 {
+				st.PerCPUSecond = float64(st.Delivered) / st.ServerCPUSeconds
+			}
+		}
+	}
+	return st, nil
+}
+
+// inFlight recounts the messages of the window not yet at all their
+// subscribers.
+func (r *run) inFlight(next int64, window int) int {
+	n := 0
+	for s := next - int64(window); s < next; s++ {
+		if s >= 0 && r.ring[s%ringSize].Load() < r.want[int(s)%len(r.want)] {
+			n++
+		}
+	}
+	return n
+}
+
+func stepName(rate float64) string {
+	if rate == 0 {
+		return "closed loop"
+	}
+	return fmt.Sprintf("%g msg/s", rate)
+}
+
+// progress prints a live line every half second until stop is called.
+func (r *run) progress(phase string, line func() string) (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				fmt.Fprintf(r.cfg.Progress, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprintf(r.cfg.Progress, "\r\033[K%s: %s", phase, line())
+			}
+		}
+	}()
+	return func() { close(quit); wg.Wait() }
+}

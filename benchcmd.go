@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pushgrid/pushgrid/bench"
+)
+
+// BenchCmd runs the load generator against any pushgrid cluster.
+type BenchCmd struct {
+	URL      []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
+	NATS     string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
+	Prefix   string        `default:"${nats_prefix}" help:"Subject prefix of the cluster."`
+	Subs     int           `default:"1000" help:"Subscriber connections."`
+	Channels int           `default:"1" help:"Channels; subscribers are spread over them."`
+	Rate     string        `default:"0" help:"Messages per second of each step, a comma list; 0 = as fast as subscribers keep up, with --window messages in flight; empty = connect, join, hold."`
+	Duration time.Duration `default:"10s" help:"Measured time of each step."`
+	Warmup   time.Duration `default:"1s" help:"Unmeasured time before each step."`
+	Hold     time.Duration `default:"5s" help:"With an empty --rate: how long the joined connections stay."`
+	Size     int           `default:"64" help:"Payload bytes."`
+	Window   int           `default:"64" help:"Closed loop: messages in flight."`
+	SrcIPs   string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
+	Dialers  int           `default:"64" help:"Connections being opened at once."`
+	Timeout  time.Duration `default:"120s" help:"Bound of the connect phase."`
+	PID      int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
+	Procs    int           `default:"1" help:"OS threads for the load generator (GOMAXPROCS); keep it low on the server's machine."`
+	JSON     bool          `name:"json" help:"Print the result as JSON."`
+}
+
+func (b *BenchCmd) Run(e *env) error {
+	runtime.GOMAXPROCS(b.Procs)
+	rates, err := parseRates(b.Rate)
+	if err != nil {
+		return err
+	}
+	ips, err := parseIPs(b.SrcIPs)
+	if err != nil {
+		return err
+	}
+	cfg := bench.Config{
+		URLs: b.URL, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
+		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips,
+		Dialers: b.Dialers, Timeout: b.Timeout, PID: b.PID,
+	}
+	if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
+		cfg.Progress = f
+	}
+	res, runErr := bench.Run(e.ctx, cfg)
+	if res != nil {
+		if b.JSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(res); err != nil {
+				return err
+			}
+		} else {
+			printResult(e, res)
+		}
+	}
+	return runErr
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func printResult(e *env, r *bench.Result) {
+	fmt.Fprintf(e.stdout, "subscribers %d (%d joined, %d errors) in %d channels; connect+join %.2fs\n",
+		r.Subs, r.Connected, r.ConnectErrors, r.Channels, r.ConnectSeconds)
+	if r.ServerRSSJoined > 0 {
+		fmt.Fprintf(e.stdout, "server RSS %.1f MiB -> %.1f MiB: %.0f bytes per connection\n",
+			float64(r.ServerRSSBefore)/(1<<20), float64(r.ServerRSSJoined)/(1<<20), r.RSSPerConn)
+	}
+	if len(r.Steps) == 0 {
+		return
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "rate\tdeliveries/s\tper server CPU-s\tloss\tp50 ms\tp90 ms\tp99 ms\tmax ms\tdisconnects\terrors\t")
+	for _, s := range r.Steps {
+		rate := "closed"
+		if s.Rate > 0 {
+			rate = strconv.FormatFloat(s.Rate, 'g', -1, 64)
+		}
+		per := "-"
+		if s.PerCPUSecond > 0 {
+			per = fmt.Sprintf("%.0f", s.PerCPUSecond)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t\n",
+			rate, s.DeliveriesPerSec, per, s.Lost, s.P50, s.P90, s.P99, s.Max, s.Disconnects, s.Errors)
+	}
+	w.Flush()
+}
+
+// parseRates parses "0,200,1000"; "" means no step (connect and hold).
+func parseRates(s string) ([]float64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r < 0 {
+			return nil, fmt.Errorf("--rate: %q is not a rate (messages per second, 0 for closed loop)", f)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// parseIPs parses "127.0.0.2,127.0.0.5-127.0.0.9" (IPv4 ranges).
+func parseIPs(s string) ([]net.IP, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []net.IP
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a := net.ParseIP(lo).To4()
+		if !isRange {
+			ip := net.ParseIP(part)
+			if ip == nil {
+				return nil, fmt.Errorf("--src-ips: %q is not an IP address", part)
+			}
+			out = append(out, ip)
+			continue
+		}
+		b := net.ParseIP(hi).To4()
+		if a == nil || b == nil {
+			return nil, fmt.Errorf("--src-ips: %q is not an IPv4 range like 127.0.0.2-127.0.0.9", part)
+		}
+		from, to := ipv4Int(a), ipv4Int(b)
+		if to < from || to-from > 1<<16 {
+			return nil, fmt.Errorf("--src-ips: range %q is empty or too large", part)
+		}
+		for n := from; n <= to; n++ {
+			out = append(out, net.IPv4(byte(n>>24), byte(n>>16), byte(n>>8), byte(n)))
+		}
+	}
+	return out, nil
+}
+
+func ipv4Int(ip net.IP) uint32 {
+	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}

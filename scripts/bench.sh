@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of pushgrid and the floor (../shared/bench/floor):
+# each scenario runs floor then pushgrid (A B), in fresh processes, for
+# ROUNDS rounds, and one table of medians and ratios is printed at the end.
+#
+#   scripts/bench.sh                 # 3 rounds, every scenario
+#   ROUNDS=5 DURATION=10s scripts/bench.sh closed1k rate200
+#
+# Scenarios: closed1k closed5k rate200 idle10k. Only loopback is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+FLOOR_SRC=${FLOOR_SRC:-../shared/bench/floor}
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k)
+
+ulimit -n 20000
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+echo "building pushgrid and the floor..." >&2
+go build -o "$work/pushgrid" .
+(cd "$FLOOR_SRC" && go build -o "$work/floor" .)
+
+wait_port() {
+	for _ in $(seq 200); do
+		(echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "port $1 never opened" >&2
+	return 1
+}
+
+# start_server NAME: starts it in the background, sets PID, WS and NATS.
+start_server() {
+	case $1 in
+	floor)
+		"$work/floor" -addr 127.0.0.1:8100 -nats-port 4300 >"$work/floor.log" 2>&1 &
+		PID=$! WS=ws://127.0.0.1:8100/ws NATS=nats://127.0.0.1:4300
+		wait_port 8100
+		wait_port 4300
+		;;
+	pushgrid)
+		"$work/pushgrid" serve --node bench --listen 127.0.0.1:8200 --nats-listen 127.0.0.1:4400 \
+			--admin-listen "" --log-level warn --drain 0s >"$work/pushgrid.log" 2>&1 &
+		PID=$! WS=ws://127.0.0.1:8200/ws NATS=nats://127.0.0.1:4400
+		wait_port 8200
+		wait_port 4400
+		;;
+	esac
+}
+
+stop_server() {
+	kill "$PID" 2>/dev/null || true
+	wait "$PID" 2>/dev/null || true
+}
+
+# scenario NAME -> the bench flags
+flags() {
+	case $1 in
+	closed1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
+	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION" ;;
+	rate200) echo "--subs 1000 --rate 200 --duration $DURATION" ;;
+	idle10k) echo "--subs 10000 --rate= --hold 1s --dialers 32" ;;
+	*)
+		echo "unknown scenario $1" >&2
+		exit 2
+		;;
+	esac
+}
+
+for round in $(seq "$ROUNDS"); do
+	for sc in "${SCENARIOS[@]}"; do
+		for sys in floor pushgrid; do
+			echo "round $round/$ROUNDS: $sc on $sys" >&2
+			start_server "$sys"
+			# shellcheck disable=SC2046
+			"$work/pushgrid" bench --url "$WS" --nats "$NATS" --server-pid "$PID" --size 64 --json \
+				$(flags "$sc") >"$work/$sc.$sys.$round.json" || echo "bench failed: $sc $sys round $round" >&2
+			stop_server
+		done
+	done
+done
+
+python3 - "$work" "$ROUNDS" "${SCENARIOS[@]}" <<'PY'
+import json, os, statistics, sys
+work, rounds, scenarios = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def load(sc, sys_):
+    out = []
+    for r in range(1, rounds + 1):
+        p = os.path.join(work, f"{sc}.{sys_}.{r}.json")
+        if os.path.exists(p) and os.path.getsize(p) > 0:
+            out.append(json.load(open(p)))
+    return out
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+metrics = {
+    "closed1k": [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher"),
+                 ("deliveries per server CPU-s", lambda r: r["steps"][0].get("deliveries_per_server_cpu_second"), "higher")],
+    "closed5k": [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher")],
+    "rate200": [("p99 ms", lambda r: r["steps"][0]["P99"], "lower"),
+                ("p50 ms", lambda r: r["steps"][0]["P50"], "lower"),
+                ("loss", lambda r: r["steps"][0]["lost"], "lower"),
+                ("disconnects", lambda r: r["steps"][0]["disconnects"], "lower")],
+    "idle10k": [("RSS bytes per joined conn", lambda r: r.get("rss_per_conn"), "lower"),
+                ("connect+join s", lambda r: r["connect_seconds"], "lower")],
+}
+print(f"\nmedians of {rounds} interleaved rounds (floor, pushgrid), 64-byte payloads, one channel")
+print(f"| scenario | metric | floor | pushgrid | pushgrid / floor |")
+print(f"|---|---|---|---|---|")
+for sc in scenarios:
+    f, p = load(sc, "floor"), load(sc, "pushgrid")
+    for name, get, _ in metrics[sc]:
+        fv = med([get(r) for r in f]) if f else None
+        pv = med([get(r) for r in p]) if p else None
+        ratio = f"{pv / fv:.2f}x" if fv and pv is not None else "-"
+        fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
+        print(f"| {sc} | {name} | {fmt(fv)} | {fmt(pv)} | {ratio} |")
+PY
