@@ -49,6 +49,7 @@ type Settings struct {
 	QueueFrames     int           `toml:"session.queue_frames" env:"PUSHGRID_QUEUE_FRAMES" default:"${session_queue_frames}" help:"Outgoing queue bound in frames; past it the client is closed with 4001."`
 	QueueBytes      int           `toml:"session.queue_bytes" env:"PUSHGRID_QUEUE_BYTES" default:"${session_queue_bytes}" help:"Outgoing queue bound in bytes; past it the client is closed with 4001."`
 	RequestTimeout  time.Duration `toml:"session.request_timeout" env:"PUSHGRID_REQUEST_TIMEOUT" default:"${session_request_timeout}" help:"How long a custom frame with an id waits for a backend's reply."`
+	PresenceLimit   int           `toml:"session.presence_limit" env:"PUSHGRID_PRESENCE_LIMIT" default:"0" help:"Stop join/leave control frames in channels with more members than this on a node (0: never, as PROTOCOL.md says)."`
 	PrivatePrefix   string        `toml:"session.private_prefix" env:"PUSHGRID_PRIVATE_PREFIX" default:"${session_private_prefix}" help:"Channels starting with it (@alice, @alice.inbox) are joinable only by that user; none turns it off."`
 
 	AdminListen string `toml:"admin.listen" env:"PUSHGRID_ADMIN_LISTEN" default:"${admin_listen}" help:"Admin API and pprof address (empty: off)."`
@@ -125,7 +126,7 @@ func (s *Settings) configs() (Configs, error) {
 	c.Session = session.Config{
 		MaxMessageBytes: s.MaxMessageBytes, MaxChannels: s.MaxChannels, Rate: s.Rate, Burst: s.Burst,
 		QueueFrames: s.QueueFrames, QueueBytes: s.QueueBytes, RequestTimeout: s.RequestTimeout,
-		PrivatePrefix: s.PrivatePrefix, Node: c.Node,
+		PrivatePrefix: s.PrivatePrefix, PresenceLimit: s.PresenceLimit, Node: c.Node,
 	}
 	c.Admin.Listen = s.AdminListen
 	c.Log.Level, c.Log.Format = s.LogLevel, s.LogFormat

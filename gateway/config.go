@@ -21,7 +21,7 @@ const (
 	// readBufferSize is each connection's gws read buffer. Client frames are
 	// small; larger ones are read straight into their own buffer, so a small
 	// read buffer costs nothing but saves memory on every idle connection.
-	readBufferSize = 512
+	readBufferSize = 256
 )
 
 // Config is the gateway's configuration. The zero value is usable: New

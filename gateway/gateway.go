@@ -203,7 +203,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := newTransport(socket, g.cfg.WriteTimeout)
-	c, err := g.hub.Connect(t, user, remote.String())
+	c, err := g.hub.Connect(t, user, remote)
 	if err != nil {
 		_ = t.Close(session.DisconnectGoingAway)
 		return

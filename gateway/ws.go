@@ -36,19 +36,21 @@ func (e *events) OnOpen(*gws.Conn)             {}
 func (e *events) OnPong(*gws.Conn, []byte)     {}
 func (e *events) OnPing(s *gws.Conn, p []byte) { connOf(s).Pong(p) }
 
+// OnMessage hands the frame to the connection's own worker, so the read
+// loop's stack stays small; the hub closes m when done with it.
 func (e *events) OnMessage(s *gws.Conn, m *gws.Message) {
-	defer m.Close()
 	c := connOf(s)
 	if m.Opcode == gws.OpcodeBinary {
+		_ = m.Close()
 		e.hub.Binary(c)
 		return
 	}
-	e.hub.Receive(c, m.Bytes())
+	e.hub.Enqueue(c, m)
 }
 
 func (e *events) OnClose(s *gws.Conn, err error) {
 	if c := connOf(s); c != nil {
-		e.hub.Disconnect(c, err)
+		e.hub.Closed(c, err)
 	}
 }
 

@@ -45,6 +45,12 @@ type Config struct {
 	// named between the prefix and the first '.'. "none" turns the rule off.
 	PrivatePrefix string `toml:"private_prefix"`
 
+	// PresenceLimit, when not 0, stops join and leave control frames in
+	// channels with more than this many members on this node: in a channel
+	// of n members every join costs n frames, so n joins cost n²/2. 0 keeps
+	// PROTOCOL.md's rule: every member is told of every join and leave.
+	PresenceLimit int `toml:"presence_limit"`
+
 	// Node is this node's name, sent in welcome frames and events.
 	Node string `toml:"-"`
 	// Logger receives the hub's log lines; nil discards them.
@@ -96,6 +102,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("session.queue_frames: %d is below 1", c.QueueFrames)
 	case c.QueueBytes < c.MaxMessageBytes:
 		return fmt.Errorf("session.queue_bytes: %d is below session.max_message_bytes", c.QueueBytes)
+	case c.PresenceLimit < 0:
+		return fmt.Errorf("session.presence_limit: %d is negative", c.PresenceLimit)
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("session.request_timeout: %v must be positive", c.RequestTimeout)
 	case c.Node != "" && !ValidNode(c.Node):

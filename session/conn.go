@@ -1,6 +1,7 @@
 package session
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -9,18 +10,19 @@ import (
 type Conn struct {
 	hub    *Hub
 	id     string
-	remote string
+	remote netip.Addr
 	out    outbox
+	in     inbox
 
 	mu       sync.Mutex
-	user     string              // guarded by mu (and hub.mu for the user index)
-	userSet  bool                // guarded by mu; user came from the query or a join, not anon-<conn>
-	channels map[string]*channel // guarded by mu; nil until the first join
-	gone     bool                // guarded by mu; disconnected, joins are refused
+	user     string     // guarded by mu (and hub.mu for the user index)
+	userSet  bool       // guarded by mu; user came from the query or a join, not anon-<conn>
+	channels []*channel // guarded by mu; a slice: most connections join few
+	gone     bool       // guarded by mu; disconnected, joins are refused
 
 	// Read-loop state: only Hub.Receive touches these, from one goroutine.
 	tokens  float64
-	last    time.Time
+	last    time.Duration // since hub.epoch; 0 before the first frame
 	strikes int
 }
 
@@ -35,7 +37,7 @@ func (c *Conn) User() string {
 }
 
 // Remote is the client address the gateway saw (after trusted proxies).
-func (c *Conn) Remote() string { return c.remote }
+func (c *Conn) Remote() netip.Addr { return c.remote }
 
 // Send queues payload, a JSON object, for this connection as one text
 // frame. It reports false if the connection is closed or too far behind.
@@ -53,18 +55,42 @@ func (c *Conn) Channels() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	names := make([]string, 0, len(c.channels))
-	for name := range c.channels {
-		names = append(names, name)
+	for _, ch := range c.channels {
+		names = append(names, ch.name)
 	}
 	return names
 }
 
-// allow takes one token from the connection's bucket.
-func (c *Conn) allow(now time.Time, rate float64, burst int) bool {
-	if c.last.IsZero() {
+// channel returns c's membership of name, or nil; callers hold c.mu.
+func (c *Conn) channel(name string) *channel {
+	for _, ch := range c.channels {
+		if ch.name == name {
+			return ch
+		}
+	}
+	return nil
+}
+
+// dropChannel ends c's membership of ch; callers hold c.mu.
+func (c *Conn) dropChannel(ch *channel) {
+	for i, x := range c.channels {
+		if x == ch {
+			last := len(c.channels) - 1
+			c.channels[i] = c.channels[last]
+			c.channels[last] = nil
+			c.channels = c.channels[:last]
+			return
+		}
+	}
+}
+
+// allow takes one token from the connection's bucket; now is the time
+// since the hub's epoch.
+func (c *Conn) allow(now time.Duration, rate float64, burst int) bool {
+	if c.last == 0 {
 		c.tokens = float64(burst)
 	} else {
-		c.tokens += now.Sub(c.last).Seconds() * rate
+		c.tokens += (now - c.last).Seconds() * rate
 		if c.tokens > float64(burst) {
 			c.tokens = float64(burst)
 		}

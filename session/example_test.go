@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -68,7 +69,7 @@ func Example_handler() {
 	if err != nil {
 		panic(err)
 	}
-	c, _ := hub.Connect(printer{}, "alice", "127.0.0.1")
+	c, _ := hub.Connect(printer{}, "alice", netip.MustParseAddr("127.0.0.1"))
 	hub.Receive(c, []byte(`{"type":"chat","channel":"lobby","msg":"hi!!!","id":1}`))
 	hub.Disconnect(c, nil)
 	fmt.Println(h.log)

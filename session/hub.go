@@ -1,10 +1,12 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -23,10 +25,12 @@ type Hub struct {
 	log     *slog.Logger
 
 	mu       sync.RWMutex
-	channels map[string]*channel           // guarded by mu
-	users    map[string]map[*Conn]struct{} // guarded by mu
-	conns    map[string]*Conn              // guarded by mu
-	draining bool                          // guarded by mu
+	channels map[string]*channel // guarded by mu
+	users    map[string][]*Conn  // guarded by mu
+	conns    map[string]*Conn    // guarded by mu
+	draining bool                // guarded by mu
+
+	epoch time.Time // rate limiting measures time from here
 
 	requests sync.WaitGroup // custom frames waiting for a backend's reply
 	stats    counters
@@ -57,7 +61,8 @@ func New(cfg Config, bus Bus, backend Backend, handler Handler) (*Hub, error) {
 		handler:  handler,
 		log:      cfg.Logger,
 		channels: make(map[string]*channel),
-		users:    make(map[string]map[*Conn]struct{}),
+		users:    make(map[string][]*Conn),
+		epoch:    time.Now(),
 		conns:    make(map[string]*Conn),
 	}, nil
 }
@@ -68,7 +73,7 @@ func (h *Hub) Config() Config { return h.cfg }
 // Connect registers a new connection whose transport is t. user is the
 // identity the gateway established ("" for none yet) and remote the client
 // address. The welcome frame is the connection's first frame.
-func (h *Hub) Connect(t Transport, user, remote string) (*Conn, error) {
+func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error) {
 	if user != "" && !ValidUser(user) {
 		return nil, fmt.Errorf("user %q: %w", user, errBadUser)
 	}
@@ -76,7 +81,7 @@ func (h *Hub) Connect(t Transport, user, remote string) (*Conn, error) {
 	if user == "" {
 		c.user = "anon-" + c.id
 	}
-	c.out = outbox{t: t, maxFrames: h.cfg.QueueFrames, maxBytes: h.cfg.QueueBytes, onClose: func(d Disconnect) { h.closedByServer(c, d) }}
+	c.out = outbox{t: t, c: c}
 
 	h.mu.Lock()
 	if h.draining {
@@ -90,7 +95,7 @@ func (h *Hub) Connect(t Transport, user, remote string) (*Conn, error) {
 	h.indexUser(c, c.user)
 	h.mu.Unlock()
 
-	h.event("connect", c.eventPayload("remote", c.remote))
+	h.event("connect", c.eventPayload("remote", c.remoteString()))
 	if err := h.handler.OnConnect(c); err != nil {
 		var d Disconnect
 		if !errors.As(err, &d) {
@@ -116,7 +121,7 @@ func (h *Hub) closedByServer(c *Conn, d Disconnect) {
 func (h *Hub) Receive(c *Conn, data []byte) {
 	h.stats.received.Add(1)
 	f, perr := DecodeFrame(data)
-	if !c.allow(time.Now(), h.cfg.Rate, h.cfg.Burst) {
+	if !c.allow(time.Since(h.epoch), h.cfg.Rate, h.cfg.Burst) {
 		c.strikes++
 		h.sendError(c, errorf(CodeRateLimited, "more than %v frames per second; frame dropped", h.cfg.Rate), f.ID)
 		if c.strikes >= rateStrikes {
@@ -183,7 +188,7 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 		return false
 	}
 	c.mu.Lock()
-	_, member := c.channels[name]
+	member := c.channel(name) != nil
 	full := len(c.channels) >= h.cfg.MaxChannels
 	gone := c.gone
 	c.mu.Unlock()
@@ -207,10 +212,7 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 		return false
 	}
 	c.mu.Lock()
-	if c.channels == nil {
-		c.channels = make(map[string]*channel)
-	}
-	c.channels[name] = ch
+	c.channels = append(c.channels, ch)
 	c.mu.Unlock()
 
 	c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
@@ -260,7 +262,7 @@ func (h *Hub) chat(c *Conn, f *Frame) {
 		return
 	}
 	c.mu.Lock()
-	_, member := c.channels[name]
+	member := c.channel(name) != nil
 	c.mu.Unlock()
 	if !member {
 		// Implicit join, so a client that reconnected keeps chatting.
@@ -279,10 +281,12 @@ func (h *Hub) leave(c *Conn, f *Frame) {
 		return
 	}
 	c.mu.Lock()
-	ch, member := c.channels[name]
-	delete(c.channels, name)
+	ch := c.channel(name)
+	if ch != nil {
+		c.dropChannel(ch)
+	}
 	c.mu.Unlock()
-	if member {
+	if ch != nil {
 		h.part(c, ch)
 	}
 	c.out.send(textFrame(encodeAnswer("left", name, f.ID)), 1)
@@ -353,7 +357,7 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 	delete(h.conns, c.id)
 	h.unindexUser(c, c.User())
 	h.mu.Unlock()
-	h.event("disconnect", c.eventPayload("remote", c.remote))
+	h.event("disconnect", c.eventPayload("remote", c.remoteString()))
 	h.handler.OnDisconnect(c, reason)
 }
 
@@ -385,22 +389,27 @@ func (h *Hub) removeMember(c *Conn, ch *channel) {
 	h.mu.Unlock()
 }
 
-// indexUser and unindexUser keep the user index; callers hold h.mu.
+// indexUser and unindexUser keep the user index; callers hold h.mu. A
+// user has few connections, so a slice beats a set.
 func (h *Hub) indexUser(c *Conn, user string) {
-	set := h.users[user]
-	if set == nil {
-		set = make(map[*Conn]struct{}, 1)
-		h.users[user] = set
-	}
-	set[c] = struct{}{}
+	h.users[user] = append(h.users[user], c)
 }
 
 func (h *Hub) unindexUser(c *Conn, user string) {
-	if set := h.users[user]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(h.users, user)
+	conns := h.users[user]
+	for i, x := range conns {
+		if x == c {
+			last := len(conns) - 1
+			conns[i] = conns[last]
+			conns[last] = nil
+			conns = conns[:last]
+			break
 		}
+	}
+	if len(conns) == 0 {
+		delete(h.users, user)
+	} else {
+		h.users[user] = conns
 	}
 }
 
@@ -414,6 +423,14 @@ func (h *Hub) event(name string, payload []byte) {
 	if err := h.backend.PublishEvent(name, payload); err != nil {
 		h.log.Error("event failed", "event", name, logErr, err)
 	}
+}
+
+// remoteString is the client address for events, "" when unknown.
+func (c *Conn) remoteString() string {
+	if !c.remote.IsValid() {
+		return ""
+	}
+	return c.remote.String()
 }
 
 // eventPayload builds {"conn","user","node",<key>,"at"}.
@@ -434,17 +451,24 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 	h.mu.RLock()
 	ch := h.channels[channel]
 	h.mu.RUnlock()
-	if ch != nil {
-		ch.deliver(payload)
+	if ch == nil {
+		return
 	}
+	if h.cfg.PresenceLimit > 0 && bytes.HasPrefix(payload, controlPrefix) && ch.size() > h.cfg.PresenceLimit {
+		return
+	}
+	ch.deliver(payload)
 }
+
+// controlPrefix starts every control frame encodeControl builds.
+var controlPrefix = []byte(`{"type":"control"`)
 
 // DeliverUser hands payload to every local connection of user.
 func (h *Hub) DeliverUser(user string, payload []byte) {
 	frame := textFrame(payload)
 	n := 0
 	h.mu.RLock()
-	for c := range h.users[user] {
+	for _, c := range h.users[user] {
 		if c.out.send(frame, 1) {
 			n++
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -159,8 +160,8 @@ func waitCount(tb testing.TB, t *fakeTransport, match string, n int) {
 func TestJoinChatLeave(t *testing.T) {
 	h, bus, be := newTestHub(t, Config{})
 	ta, tb := &fakeTransport{}, &fakeTransport{}
-	a, _ := h.Connect(ta, "alice", "127.0.0.1")
-	b, _ := h.Connect(tb, "", "127.0.0.2")
+	a, _ := h.Connect(ta, "alice", netip.MustParseAddr("127.0.0.1"))
+	b, _ := h.Connect(tb, "", netip.MustParseAddr("127.0.0.2"))
 	waitFrame(t, ta, `{"type":"welcome","conn":"`+a.ID()+`","node":"n1","user":"alice"}`)
 	waitFrame(t, tb, `"user":"anon-`+b.ID()+`"`)
 
@@ -224,7 +225,7 @@ func TestErrors(t *testing.T) {
 		return nil, ErrNoHandler
 	}
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "carol", "")
+	c, _ := h.Connect(tr, "carol", netip.Addr{})
 	cases := []struct{ in, want string }{
 		{`garbage`, `{"type":"error","code":"bad_request"`},
 		{`{"type":"join","channel":"a b","id":1}`, `"code":"bad_channel","msg":"invalid channel name \"a b\"","id":1}`},
@@ -259,7 +260,7 @@ func TestRequestTimeout(t *testing.T) {
 		return nil, ctx.Err()
 	}
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", "")
+	c, _ := h.Connect(tr, "", netip.Addr{})
 	h.Receive(c, []byte(`{"type":"slow","id":1}`))
 	waitFrame(t, tr, `{"type":"error","code":"timeout"`)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -272,7 +273,7 @@ func TestRequestTimeout(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 1, Burst: 5})
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", "")
+	c, _ := h.Connect(tr, "", netip.Addr{})
 	for i := 0; i < 5; i++ {
 		h.Receive(c, []byte(`{"type":"ping"}`))
 	}
@@ -296,8 +297,8 @@ func TestRateLimit(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{QueueFrames: 50})
 	fast, slow := &fakeTransport{}, &fakeTransport{release: make(chan struct{})}
-	a, _ := h.Connect(fast, "", "")
-	b, _ := h.Connect(slow, "", "")
+	a, _ := h.Connect(fast, "", netip.Addr{})
+	b, _ := h.Connect(slow, "", netip.Addr{})
 	h.Receive(a, []byte(`{"type":"join","channel":"c"}`))
 	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
 	waitFrame(t, slow, `"joined"`)
@@ -327,8 +328,8 @@ func TestSlowConsumer(t *testing.T) {
 func TestDeliverTargets(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{})
 	t1, t2 := &fakeTransport{}, &fakeTransport{}
-	c1, _ := h.Connect(t1, "ann", "")
-	_, _ = h.Connect(t2, "ann", "")
+	c1, _ := h.Connect(t1, "ann", netip.Addr{})
+	_, _ = h.Connect(t2, "ann", netip.Addr{})
 	h.DeliverUser("ann", []byte(`{"u":1}`))
 	h.DeliverConn(c1.ID(), []byte(`{"c":1}`))
 	h.DeliverAll([]byte(`{"all":1}`))

@@ -14,10 +14,8 @@ import "sync"
 // queue that passes its bound in frames or bytes ends the connection with
 // 4001; the caller never waits for the socket.
 type outbox struct {
-	t         Transport
-	maxFrames int
-	maxBytes  int
-	onClose   func(Disconnect) // called once, without the lock, when the outbox closes itself
+	t Transport
+	c *Conn // the owner: its hub has the bounds and hears of closes
 
 	mu      sync.Mutex
 	pending [][]byte // guarded by mu; queued, not yet written; shared, read-only
@@ -46,7 +44,7 @@ func (o *outbox) send(p []byte, n int) bool {
 		if err != nil {
 			o.closeLocked(DisconnectWriteFailed, false)
 			o.mu.Unlock()
-			o.onClose(DisconnectWriteFailed)
+			o.c.hub.closedByServer(o.c, DisconnectWriteFailed)
 			return false
 		}
 		if w == len(p) {
@@ -68,10 +66,10 @@ func (o *outbox) send(p []byte, n int) bool {
 			return true
 		}
 	}
-	if o.frames+n > o.maxFrames || o.bytes+len(p) > o.maxBytes {
+	if cfg := &o.c.hub.cfg; o.frames+n > cfg.QueueFrames || o.bytes+len(p) > cfg.QueueBytes {
 		o.closeLocked(DisconnectSlowConsumer, true)
 		o.mu.Unlock()
-		o.onClose(DisconnectSlowConsumer)
+		o.c.hub.closedByServer(o.c, DisconnectSlowConsumer)
 		return false
 	}
 	o.pending = append(o.pending, p)
@@ -153,7 +151,7 @@ func (o *outbox) writer() {
 		if err != nil && !o.closed {
 			o.closeLocked(DisconnectWriteFailed, true)
 			o.mu.Unlock()
-			o.onClose(DisconnectWriteFailed)
+			o.c.hub.closedByServer(o.c, DisconnectWriteFailed)
 			continue
 		}
 		if err != nil {

@@ -1,0 +1,92 @@
+package session
+
+import "sync"
+
+// Message is one client frame whose buffer the caller lends until Close;
+// *gws.Message is one.
+type Message interface {
+	Bytes() []byte
+	Close() error
+}
+
+// maxInbox is how many frames of one connection may wait to be handled
+// before its reader waits: a client cannot queue work faster than the
+// node does it.
+const maxInbox = 64
+
+// inbox runs a connection's frames in arrival order on a goroutine of its
+// own, started when a frame arrives and gone when none is left. The read
+// loop only queues, so its stack stays small on every idle connection;
+// the deep work (JSON, NATS, handlers) runs on a short-lived stack.
+type inbox struct {
+	mu      sync.Mutex
+	room    sync.Cond // on mu: signalled when frames shrinks below maxInbox
+	frames  []Message // guarded by mu
+	closed  bool      // guarded by mu: the read loop ended
+	reason  error     // guarded by mu: why
+	running bool      // guarded by mu: a worker is handling frames
+}
+
+// Enqueue hands m, read from c, to c's worker; the hub closes m once it is
+// handled. It blocks while maxInbox frames are waiting.
+func (h *Hub) Enqueue(c *Conn, m Message) {
+	in := &c.in
+	in.mu.Lock()
+	if in.room.L == nil {
+		in.room.L = &in.mu
+	}
+	for len(in.frames) >= maxInbox && !in.closed {
+		in.room.Wait()
+	}
+	in.frames = append(in.frames, m)
+	h.startWorker(c)
+	in.mu.Unlock()
+}
+
+// Closed tells the hub c's read loop ended: once the frames already queued
+// are handled, c disconnects (see Disconnect).
+func (h *Hub) Closed(c *Conn, reason error) {
+	in := &c.in
+	in.mu.Lock()
+	in.closed, in.reason = true, reason
+	if in.room.L != nil {
+		in.room.Broadcast()
+	}
+	h.startWorker(c)
+	in.mu.Unlock()
+}
+
+// startWorker starts c's worker unless one runs; callers hold c.in.mu.
+func (h *Hub) startWorker(c *Conn) {
+	if !c.in.running {
+		c.in.running = true
+		go h.work(c)
+	}
+}
+
+func (h *Hub) work(c *Conn) {
+	in := &c.in
+	for {
+		in.mu.Lock()
+		if len(in.frames) == 0 {
+			closed, reason := in.closed, in.reason
+			in.running = false
+			in.frames = nil // an idle connection keeps no buffer
+			in.mu.Unlock()
+			if closed {
+				h.Disconnect(c, reason)
+			}
+			return
+		}
+		m := in.frames[0]
+		in.frames[0] = nil
+		in.frames = in.frames[1:]
+		if in.room.L != nil {
+			in.room.Signal()
+		}
+		in.mu.Unlock()
+
+		h.Receive(c, m.Bytes())
+		_ = m.Close()
+	}
+}
