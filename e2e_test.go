@@ -519,3 +519,41 @@ func TestExternalNATS(t *testing.T) {
 	_ = nc.Publish("push.user.ext", []byte(`{"type":"dm"}`))
 	ca.next("dm")
 }
+
+// TestJoinRules: identity from the first join, ids echoed in joined and
+// left, joining twice, and the implicit join of a chat, on three nodes.
+func TestJoinRules(t *testing.T) {
+	nodes := startCluster(t, 3)
+	watcher := dial(t, nodes[2].ws, dialOpts{query: "?user=w"})
+	watcher.join("club")
+	c := dial(t, nodes[0].ws, dialOpts{})
+	if !strings.HasPrefix(c.user(), "anon-") || c.welcome.str("node") != "n1" || c.id() == "" {
+		t.Fatalf("welcome %v", c.welcome)
+	}
+	awaitInterest(t, nodes, "club", 1)
+	c.send(map[string]any{"type": "join", "channel": "club", "user": "kim", "id": "j1"})
+	if f := c.next("joined"); f["id"] != "j1" || f.str("channel") != "club" {
+		t.Fatalf("%v", f)
+	}
+	c.nextWhere("control", func(f frame) bool { return f.str("user") == "kim" })
+	watcher.nextWhere("control", func(f frame) bool { return f.str("user") == "kim" && f.str("msg") == "joined" })
+	// Twice: joined again, no second control frame.
+	c.send(map[string]any{"type": "join", "channel": "club", "id": 2})
+	if f := c.next("joined"); f["id"] != 2.0 {
+		t.Fatalf("%v", f)
+	}
+	c.send(map[string]any{"type": "leave", "channel": "club", "id": "l1"})
+	if f := c.next("left"); f["id"] != "l1" {
+		t.Fatalf("%v", f)
+	}
+	if f := watcher.next("control"); f.str("msg") != "left" || f.str("user") != "kim" {
+		t.Fatalf("watcher got %v, want only kim's left", f)
+	}
+	// A chat to a channel not joined joins it first.
+	c.send(map[string]any{"type": "chat", "channel": "club", "msg": "back"})
+	c.next("joined")
+	watcher.nextWhere("control", func(f frame) bool { return f.str("user") == "kim" && f.str("msg") == "joined" })
+	if f := watcher.next("chat"); f["msg"] != "back" || f.str("user") != "kim" {
+		t.Fatalf("%v", f)
+	}
+}

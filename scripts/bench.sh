@@ -61,10 +61,10 @@ stop_server() {
 # server_flags NAME -> extra pushgrid flags. idle10k: the floor sends no
 # join/leave control frames, and in one channel of n members PROTOCOL.md's
 # control frames cost n*n/2 frames for n joins (50 million for 10,000), so
-# pushgrid is measured with them limited to channels of 1,000 members.
+# pushgrid is measured with them limited to channels of 100 members.
 server_flags() {
 	case $1 in
-	idle10k) echo "--presence-limit 1000" ;;
+	idle10k) echo "--presence-limit 100" ;;
 	esac
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 go vet ./...
-# The protocol core and the broker under the race detector; the whole tree,
+# The packages under the race detector; the whole tree,
 # end-to-end tests included, without it (they are timing-heavy on 2 cores).
-go test -race -count=1 ./session/... ./broker/... ./sticky/... "$@"
+go test -race -count=1 ./session/... ./broker/... ./sticky/... ./gateway/... ./bench/... "$@"
 go test -count=1 ./... "$@"

@@ -15,6 +15,9 @@
 // you need.
 //
 // Concurrency: every exported method of Hub and Conn is safe to call from
-// several goroutines. Hub.Receive must be called by one goroutine per
-// connection (its read loop), in the order frames arrived.
+// several goroutines, except that a connection's frames must arrive in
+// order from one goroutine (its read loop): Hub.Enqueue hands each to the
+// connection's worker goroutine, which exists only while there is work, so
+// an idle connection costs one small read-loop stack; Hub.Receive handles a
+// frame at once on the caller's goroutine.
 package session

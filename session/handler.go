@@ -3,8 +3,9 @@ package session
 import "errors"
 
 // Handler adds behaviour to every connection of a hub, the way a handler
-// class did in a Node.js push server. Its methods run on the connection's
-// read goroutine; a slow handler delays only that connection's frames.
+// class did in a Node.js push server. For one connection its methods run
+// one at a time, in order; a slow handler delays only that connection's
+// frames.
 type Handler interface {
 	// OnConnect runs after the welcome frame. A non-nil error closes the
 	// connection: with that Disconnect if it is one, else with 1008 and the

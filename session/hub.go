@@ -116,8 +116,9 @@ func (h *Hub) closedByServer(c *Conn, d Disconnect) {
 	}
 }
 
-// Receive handles one text frame from c. It must be called from c's read
-// loop only, in arrival order.
+// Receive handles one text frame from c at once, on the caller's
+// goroutine; frames of one connection must come one at a time, in arrival
+// order (Enqueue does that for a read loop).
 func (h *Hub) Receive(c *Conn, data []byte) {
 	h.stats.received.Add(1)
 	f, perr := DecodeFrame(data)
