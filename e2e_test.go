@@ -106,12 +106,7 @@ func TestEvents(t *testing.T) {
 	}
 	_ = nc.Flush()
 	// The subscription must reach node 1 before the client acts.
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if nodes[0].broker.Server().GlobalAccount().Interest("push.events.connect") < 1 {
-			return fmt.Errorf("no interest yet")
-		}
-		return nil
-	})
+	awaitSubject(t, nodes[0].broker.Server(), "push.events.connect", 1)
 	c := dial(t, nodes[0].ws, dialOpts{query: "?user=eve"})
 	c.join("lobby")
 	c.send(map[string]any{"type": "leave", "channel": "lobby"})
@@ -167,12 +162,7 @@ func TestRequestReply(t *testing.T) {
 	}
 	_ = backend.Flush()
 	for _, subj := range []string{"push.recv.order", "push.recv.note", "push.recv.silent"} {
-		checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-			if nodes[0].broker.Server().GlobalAccount().Interest(subj) < 1 {
-				return fmt.Errorf("no interest in %s yet", subj)
-			}
-			return nil
-		})
+		awaitSubject(t, nodes[0].broker.Server(), subj, 1)
 	}
 	c := dial(t, nodes[0].ws, dialOpts{query: "?user=zoe"})
 
@@ -219,12 +209,7 @@ func TestErrorCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = silent.Flush()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if nodes[0].broker.Server().GlobalAccount().Interest("push.recv.slow") < 1 {
-			return fmt.Errorf("no interest")
-		}
-		return nil
-	})
+	awaitSubject(t, nodes[0].broker.Server(), "push.recv.slow", 1)
 	c.join("a")
 	c.join("b")
 	cases := []struct {
@@ -507,12 +492,7 @@ func TestExternalNATS(t *testing.T) {
 	cb := dial(t, b.ws, dialOpts{})
 	ca.join("shared")
 	cb.join("shared")
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if ns.GlobalAccount().Interest("push.chan.shared") < 2 {
-			return fmt.Errorf("no interest yet")
-		}
-		return nil
-	})
+	awaitSubject(t, ns, "push.chan.shared", 2)
 	ca.send(map[string]any{"type": "chat", "channel": "shared", "msg": "over external nats"})
 	cb.nextWhere("chat", func(f frame) bool { return f["msg"] == "over external nats" })
 	nc := natsConnect(t, ns.ClientURL())

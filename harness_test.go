@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -106,14 +107,20 @@ func startCluster(t testing.TB, size int, extra ...string) []*testNode {
 func awaitInterest(t testing.TB, nodes []*testNode, channel string, memberNodes int) {
 	t.Helper()
 	for _, n := range nodes {
-		subject := n.broker.Subjects().Channel(channel)
-		checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-			if got := n.broker.Server().GlobalAccount().Interest(subject); got < memberNodes {
-				return fmt.Errorf("%s: interest in %s is %d, want %d", n.name, subject, got, memberNodes)
-			}
-			return nil
-		})
+		awaitSubject(t, n.broker.Server(), n.broker.Subjects().Channel(channel), memberNodes)
 	}
+}
+
+// awaitSubject waits until ns knows of at least want subscriptions, local
+// or routed, matching subject.
+func awaitSubject(t testing.TB, ns *server.Server, subject string, want int) {
+	t.Helper()
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := ns.GlobalAccount().Interest(subject); got < want {
+			return fmt.Errorf("interest in %s is %d, want %d", subject, got, want)
+		}
+		return nil
+	})
 }
 
 func natsConnect(t testing.TB, url string) *nats.Conn {

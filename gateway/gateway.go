@@ -33,7 +33,8 @@ type Gateway struct {
 	registry *prometheus.Registry
 
 	mu        sync.Mutex
-	listeners []net.Listener // guarded by mu
+	listeners []net.Listener // guarded by mu; the workers' sockets
+	handoffs  []*handoff     // guarded by mu; what each worker gives net/http
 	serving   sync.WaitGroup
 
 	ready    atomic.Bool // true between Start and the first Shutdown
@@ -78,7 +79,7 @@ type workerKey struct{}
 func (g *Gateway) workerContext(l net.Listener) context.Context {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for i, w := range g.listeners {
+	for i, w := range g.handoffs {
 		if w == l {
 			return context.WithValue(context.Background(), workerKey{}, i)
 		}
@@ -117,12 +118,20 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.mu.Lock()
 	g.listeners = ls
-	g.mu.Unlock()
 	for _, l := range ls {
-		g.serving.Add(1)
+		g.handoffs = append(g.handoffs, newHandoff(l.Addr()))
+	}
+	hs := g.handoffs
+	g.mu.Unlock()
+	for i, l := range ls {
+		g.serving.Add(2)
 		go func() {
 			defer g.serving.Done()
-			if err := g.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.acceptLoop(l, hs[i])
+		}()
+		go func() {
+			defer g.serving.Done()
+			if err := g.srv.Serve(hs[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("serve", "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -159,6 +168,11 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	// Closing the listeners now sends new clients to other nodes while the
 	// connected ones finish. http.Server.Shutdown does not wait for
 	// hijacked (WebSocket) connections.
+	g.mu.Lock()
+	for _, l := range g.listeners {
+		_ = l.Close()
+	}
+	g.mu.Unlock()
 	closeCtx, cancel := context.WithTimeout(ctx, time.Second)
 	err := g.srv.Shutdown(closeCtx)
 	cancel()
@@ -181,11 +195,29 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	return nil
 }
 
-// serveWS upgrades a request to a WebSocket and hands it to the hub.
+// serveWS upgrades a request that came through net/http (a /ws request
+// after another on a keep-alive connection) and hands it to the hub.
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
-	if !g.ready.Load() {
-		writeJSONError(w, http.StatusServiceUnavailable, "the node is shutting down")
+	user, he := g.admit(r)
+	if he != nil {
+		writeJSONError(w, he.Status, he.Msg)
 		return
+	}
+	socket, err := g.upgrader.Upgrade(w, r)
+	if err != nil {
+		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	g.attach(socket, user, r)
+}
+
+func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r, g.trusted) }
+
+// admit decides, before the upgrade, whether a request may connect and as
+// which user.
+func (g *Gateway) admit(r *http.Request) (string, *HTTPError) {
+	if !g.ready.Load() {
+		return "", &HTTPError{http.StatusServiceUnavailable, "the node is shutting down"}
 	}
 	user, err := g.identify(r)
 	if err != nil {
@@ -193,25 +225,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &he) {
 			he = &HTTPError{http.StatusForbidden, err.Error()}
 		}
-		writeJSONError(w, he.Status, he.Msg)
-		return
+		return "", he
 	}
-	remote := sticky.ClientIP(r, g.trusted)
-	socket, err := g.upgrader.Upgrade(w, r)
-	if err != nil {
-		g.log.Debug("upgrade failed", "remote", remote.String(), "err", err)
-		return
-	}
-	t := newTransport(socket, g.cfg.WriteTimeout)
-	c, err := g.hub.Connect(t, user, remote)
-	if err != nil {
-		_ = t.Close(session.DisconnectGoingAway)
-		return
-	}
-	socket.Session().(*connRef).c = c
-	// A fresh goroutine, not the HTTP server's, so the read loop starts with
-	// a small stack.
-	go socket.ReadLoop()
+	return user, nil
 }
 
 // identify finds the user of an upgrade request before the upgrade.

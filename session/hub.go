@@ -83,14 +83,16 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 	}
 	c.out = outbox{t: t, c: c}
 
+	// The welcome goes out before the connection can be found, so nothing
+	// published to its user or id can overtake it; it is written outside
+	// the hub's lock, which every connect and delivery shares.
+	c.out.send(textFrame(encodeWelcome(c.id, h.cfg.Node, c.user)), 1)
 	h.mu.Lock()
 	if h.draining {
 		h.mu.Unlock()
+		c.Close(DisconnectGoingAway)
 		return nil, ErrDraining
 	}
-	// The welcome goes out before the connection can be found, so nothing
-	// published to its user or id can overtake it.
-	c.out.send(textFrame(encodeWelcome(c.id, h.cfg.Node, c.user)), 1)
 	h.conns[c.id] = c
 	h.indexUser(c, c.user)
 	h.mu.Unlock()
@@ -364,13 +366,17 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 
 func (h *Hub) addMember(c *Conn, name string) *channel {
 	for {
-		h.mu.Lock()
+		h.mu.RLock()
 		ch := h.channels[name]
+		h.mu.RUnlock()
 		if ch == nil {
-			ch = newChannel(h, name)
-			h.channels[name] = ch
+			h.mu.Lock()
+			if ch = h.channels[name]; ch == nil {
+				ch = newChannel(h, name)
+				h.channels[name] = ch
+			}
+			h.mu.Unlock()
 		}
-		h.mu.Unlock()
 		if ch.add(c) {
 			return ch
 		}

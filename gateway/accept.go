@@ -1,0 +1,152 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/pushgrid/pushgrid/session"
+)
+
+// The light handshake path. A connection whose first request is GET /ws is
+// upgraded without net/http: its request is read through the small buffer
+// that then stays the connection's read buffer, instead of net/http's two
+// 4 KiB buffers, which a hijack leaves as garbage on every connect. Every
+// other connection goes to net/http unchanged, through a handoff listener.
+
+const handshakeTimeout = 10 * time.Second
+
+// handoff is a net.Listener fed by a worker's accept loop.
+type handoff struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoff(addr net.Addr) *handoff {
+	return &handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error   { h.once.Do(func() { close(h.done) }); return nil }
+func (h *handoff) Addr() net.Addr { return h.addr }
+
+func (h *handoff) give(c net.Conn) {
+	select {
+	case h.conns <- c:
+	case <-h.done:
+		_ = c.Close()
+	}
+}
+
+// replayConn reads through the buffer that peeked at the request first.
+type replayConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// acceptLoop accepts on one worker listener until it is closed.
+func (g *Gateway) acceptLoop(l net.Listener, h *handoff) {
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.Warn("accept", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		go g.serveConn(conn, h)
+	}
+}
+
+var wsRequest = []byte("GET /ws")
+
+// serveConn upgrades a connection whose first request is GET /ws and hands
+// any other to net/http.
+func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
+	br := bufio.NewReaderSize(conn, readBufferSize)
+	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	head, err := br.Peek(len(wsRequest) + 1)
+	if err != nil {
+		_ = conn.Close()
+		return
+	}
+	if !bytes.HasPrefix(head, wsRequest) || (head[len(wsRequest)] != ' ' && head[len(wsRequest)] != '?') {
+		_ = conn.SetReadDeadline(time.Time{})
+		h.give(&replayConn{Conn: conn, r: br})
+		return
+	}
+	r, err := http.ReadRequest(br)
+	if err != nil {
+		writeRawError(conn, http.StatusBadRequest, "malformed request")
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	r.RemoteAddr = conn.RemoteAddr().String()
+	g.upgrade(conn, br, r)
+}
+
+// upgrade checks the request, upgrades it and hands the connection to the
+// hub; errors are answered as HTTP with a JSON body.
+func (g *Gateway) upgrade(conn net.Conn, br *bufio.Reader, r *http.Request) {
+	user, he := g.admit(r)
+	if he != nil {
+		writeRawError(conn, he.Status, he.Msg)
+		return
+	}
+	socket, err := g.upgrader.UpgradeFromConn(conn, br, r)
+	if err != nil {
+		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return // gws answered 400 and closed
+	}
+	g.attach(socket, user, r)
+}
+
+// attach registers an upgraded socket with the hub and starts its read
+// loop on a fresh goroutine, whose stack starts small.
+func (g *Gateway) attach(socket *gws.Conn, user string, r *http.Request) {
+	t := newTransport(socket, g.cfg.WriteTimeout)
+	c, err := g.hub.Connect(t, user, clientIP(r, g))
+	if err != nil {
+		if !errors.Is(err, session.ErrDraining) { // the hub closes those itself
+			_ = t.Close(session.DisconnectGoingAway)
+		}
+		return
+	}
+	socket.Session().(*connRef).c = c
+	go socket.ReadLoop()
+}
+
+// writeRawError answers a request read outside net/http and closes.
+func writeRawError(conn net.Conn, status int, msg string) {
+	body := fmt.Sprintf("{\"error\":%s}\n", strconv.Quote(msg))
+	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	_, _ = fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+	_ = conn.Close()
+}
