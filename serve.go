@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -23,19 +21,10 @@ type ServeCmd struct {
 	Settings `embed:""`
 }
 
-// defaultGCPercent is the GOGC a node runs with unless GOGC is set. A node
-// is mostly idle connections whose memory is live; Go's default (100) lets
-// the heap reach twice that before collecting, while the message path
-// allocates per batch, not per member, so collecting sooner costs little.
-const defaultGCPercent = 50
-
 func (s *ServeCmd) Run(e *env) error {
 	cfgs, err := s.Settings.configs()
 	if err != nil {
 		return err
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
 	}
 	n, err := startNode(e.ctx, cfgs, e)
 	if err != nil {
