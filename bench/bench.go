@@ -94,7 +94,8 @@ type Result struct {
 	ConnectErrors  int     `json:"connect_errors"`
 	ConnectSeconds float64 `json:"connect_seconds"`
 	// Server memory (with Config.PID): resident set before the
-	// connections, after they joined, and the difference per connection.
+	// connections, once they joined (at the end of Hold when there are no
+	// steps), and the difference per connection.
 	ServerRSSBefore int64   `json:"server_rss_before,omitempty"`
 	ServerRSSJoined int64   `json:"server_rss_joined,omitempty"`
 	RSSPerConn      float64 `json:"rss_per_conn,omitempty"`
@@ -236,17 +237,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := r.connect(ctx, res); err != nil {
 		return res, err
 	}
-	if cfg.PID > 0 {
-		res.ServerRSSJoined, _ = processRSS(cfg.PID)
-		res.RSSPerConn = float64(res.ServerRSSJoined-res.ServerRSSBefore) / float64(res.Connected)
+	idleRSS := func() {
+		if cfg.PID > 0 {
+			res.ServerRSSJoined, _ = processRSS(cfg.PID)
+			res.RSSPerConn = float64(res.ServerRSSJoined-res.ServerRSSBefore) / float64(res.Connected)
+		}
 	}
 	if len(cfg.Rates) == 0 {
+		// Idle connections are measured at the end of the hold, once the
+		// server has settled after the connection storm.
 		select {
 		case <-ctx.Done():
 		case <-time.After(cfg.Hold):
 		}
+		idleRSS()
 		return res, nil
 	}
+	idleRSS()
 	nc, err := nats.Connect(cfg.NATS, nats.Name("pushgrid-bench"), nats.Timeout(5*time.Second))
 	if err != nil {
 		return res, fmt.Errorf("publisher: no NATS server answers at %s: %w", cfg.NATS, err)

@@ -79,7 +79,7 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 	}
 	c := &Conn{hub: h, id: nuid.Next(), remote: remote, user: user, userSet: user != ""}
 	if user == "" {
-		c.user = "anon-" + c.id
+		c.user = anonPrefix + c.id
 	}
 	c.out = outbox{t: t, c: c}
 
@@ -94,7 +94,9 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 		return nil, ErrDraining
 	}
 	h.conns[c.id] = c
-	h.indexUser(c, c.user)
+	if c.userSet {
+		h.indexUser(c, c.user)
+	}
 	h.mu.Unlock()
 
 	h.event("connect", c.eventPayload("remote", c.remoteString()))
@@ -109,6 +111,9 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 }
 
 var errBadUser = errors.New("not a valid user name")
+
+// anonPrefix starts the user name of a connection that has none.
+const anonPrefix = "anon-"
 
 // closedByServer accounts for a connection the outbox closed on its own.
 func (h *Hub) closedByServer(c *Conn, d Disconnect) {
@@ -242,7 +247,6 @@ func (h *Hub) claimUser(c *Conn, user string) *Error {
 	case set && old != user:
 		return errorf(CodeBadRequest, "this connection is already user %q", old)
 	case !set:
-		h.unindexUser(c, old)
 		h.indexUser(c, user)
 	}
 	return nil
@@ -356,9 +360,14 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 	for _, ch := range chans {
 		h.part(c, ch)
 	}
+	c.mu.Lock()
+	user, named := c.user, c.userSet
+	c.mu.Unlock()
 	h.mu.Lock()
 	delete(h.conns, c.id)
-	h.unindexUser(c, c.User())
+	if named {
+		h.unindexUser(c, user)
+	}
 	h.mu.Unlock()
 	h.event("disconnect", c.eventPayload("remote", c.remoteString()))
 	h.handler.OnDisconnect(c, reason)
@@ -396,8 +405,9 @@ func (h *Hub) removeMember(c *Conn, ch *channel) {
 	h.mu.Unlock()
 }
 
-// indexUser and unindexUser keep the user index; callers hold h.mu. A
-// user has few connections, so a slice beats a set.
+// indexUser and unindexUser keep the index of named users; callers hold
+// h.mu. A user has few connections, so a slice beats a set. Anonymous
+// users (anon-<conn>) are not indexed: their name holds their conn id.
 func (h *Hub) indexUser(c *Conn, user string) {
 	h.users[user] = append(h.users[user], c)
 }
@@ -480,8 +490,31 @@ func (h *Hub) DeliverUser(user string, payload []byte) {
 			n++
 		}
 	}
+	anon := h.anonymous(user)
 	h.mu.RUnlock()
+	if anon != nil && anon.out.send(frame, 1) {
+		n++
+	}
 	h.stats.delivered.Add(uint64(n))
+}
+
+// anonymous returns the unnamed connection whose user is name
+// (anon-<conn>), or nil; callers hold h.mu.
+func (h *Hub) anonymous(name string) *Conn {
+	id, ok := strings.CutPrefix(name, anonPrefix)
+	if !ok {
+		return nil
+	}
+	c := h.conns[id]
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.userSet {
+		return nil
+	}
+	return c
 }
 
 // DeliverConn hands payload to the local connection with that id, if any.

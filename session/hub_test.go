@@ -343,6 +343,22 @@ func TestDeliverTargets(t *testing.T) {
 			t.Fatal("conn message reached the other connection")
 		}
 	}
+	// Anonymous users are reached by their anon-<conn> name, until they
+	// name themselves.
+	t3 := &fakeTransport{}
+	anon, _ := h.Connect(t3, "", netip.Addr{})
+	h.DeliverUser(anon.User(), []byte(`{"anon":1}`))
+	waitFrame(t, t3, `{"anon":1}`)
+	old := anon.User()
+	h.Receive(anon, []byte(`{"type":"join","channel":"x","user":"zed"}`))
+	h.DeliverUser(old, []byte(`{"anon":2}`))
+	h.DeliverUser("zed", []byte(`{"named":1}`))
+	waitFrame(t, t3, `{"named":1}`)
+	for _, f := range t3.frames() {
+		if f == `{"anon":2}` {
+			t.Fatal("a named connection still got its anonymous name's messages")
+		}
+	}
 	var v map[string]any
 	for _, f := range t1.frames() {
 		if err := json.Unmarshal([]byte(f), &v); err != nil {

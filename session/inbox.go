@@ -20,11 +20,11 @@ const maxInbox = 64
 // the deep work (JSON, NATS, handlers) runs on a short-lived stack.
 type inbox struct {
 	mu      sync.Mutex
-	room    sync.Cond // on mu: signalled when frames shrinks below maxInbox
-	frames  []Message // guarded by mu
-	closed  bool      // guarded by mu: the read loop ended
-	reason  error     // guarded by mu: why
-	running bool      // guarded by mu: a worker is handling frames
+	room    chan struct{} // guarded by mu; made while the reader waits, closed when there is room
+	frames  []Message     // guarded by mu
+	closed  bool          // guarded by mu: the read loop ended
+	reason  error         // guarded by mu: why
+	running bool          // guarded by mu: a worker is handling frames
 }
 
 // Enqueue hands m, read from c, to c's worker; the hub closes m once it is
@@ -32,11 +32,14 @@ type inbox struct {
 func (h *Hub) Enqueue(c *Conn, m Message) {
 	in := &c.in
 	in.mu.Lock()
-	if in.room.L == nil {
-		in.room.L = &in.mu
-	}
 	for len(in.frames) >= maxInbox && !in.closed {
-		in.room.Wait()
+		if in.room == nil {
+			in.room = make(chan struct{})
+		}
+		room := in.room
+		in.mu.Unlock()
+		<-room
+		in.mu.Lock()
 	}
 	in.frames = append(in.frames, m)
 	h.startWorker(c)
@@ -49,9 +52,7 @@ func (h *Hub) Closed(c *Conn, reason error) {
 	in := &c.in
 	in.mu.Lock()
 	in.closed, in.reason = true, reason
-	if in.room.L != nil {
-		in.room.Broadcast()
-	}
+	in.wake()
 	h.startWorker(c)
 	in.mu.Unlock()
 }
@@ -81,12 +82,18 @@ func (h *Hub) work(c *Conn) {
 		m := in.frames[0]
 		in.frames[0] = nil
 		in.frames = in.frames[1:]
-		if in.room.L != nil {
-			in.room.Signal()
-		}
+		in.wake()
 		in.mu.Unlock()
 
 		h.Receive(c, m.Bytes())
 		_ = m.Close()
+	}
+}
+
+// wake lets a waiting reader go on; callers hold in.mu.
+func (in *inbox) wake() {
+	if in.room != nil {
+		close(in.room)
+		in.room = nil
 	}
 }
