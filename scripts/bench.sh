@@ -74,7 +74,7 @@ flags() {
 	closed1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
 	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION" ;;
 	rate200) echo "--subs 1000 --rate 200 --duration $DURATION" ;;
-	idle10k) echo "--subs 10000 --rate= --hold 1s --dialers 32" ;;
+	idle10k) echo "--subs 10000 --rate= --hold 5s --dialers 32" ;;
 	*)
 		echo "unknown scenario $1" >&2
 		exit 2
