@@ -274,9 +274,16 @@ func (b *Broker) Publish(channel string, payload []byte) error {
 	return b.publish(b.subj.Channel(channel), payload)
 }
 
-// PublishEvent publishes payload on <prefix>.events.<name>.
+// PublishEvent publishes payload on <prefix>.events.<name>. With an
+// embedded server it first asks the server whether anyone in the cluster
+// listens (its interest includes other nodes' routed subscriptions), so a
+// cluster without event consumers pays nothing per connect and join.
 func (b *Broker) PublishEvent(name string, payload []byte) error {
-	return b.publish(b.subj.Event(name), payload)
+	subject := b.subj.Event(name)
+	if b.ns != nil && !b.ns.GlobalAccount().SubscriptionInterest(subject) {
+		return nil
+	}
+	return b.publish(subject, payload)
 }
 
 func (b *Broker) publish(subject string, payload []byte) error {
