@@ -118,6 +118,7 @@ func (n *node) status() broker.Status {
 // shutdown drains the gateway, then stops the admin API and the broker.
 func (n *node) shutdown(ctx context.Context) error {
 	errGW := n.gateway.Shutdown(ctx)
+	n.hub.Close()
 	if n.admin != nil {
 		_ = n.admin.Close()
 	}

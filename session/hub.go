@@ -34,6 +34,12 @@ type Hub struct {
 
 	requests sync.WaitGroup // custom frames waiting for a backend's reply
 	stats    counters
+
+	pool      chan *Conn // idle pool workers wait here for a connection with frames
+	poolOnce  sync.Once
+	workers   sync.WaitGroup
+	closed    chan struct{} // closed by Close: pool workers exit
+	closeOnce sync.Once
 }
 
 // Log attribute keys.
@@ -63,6 +69,8 @@ func New(cfg Config, bus Bus, backend Backend, handler Handler) (*Hub, error) {
 		channels: make(map[string]*channel),
 		users:    make(map[string][]*Conn),
 		epoch:    time.Now(),
+		pool:     make(chan *Conn),
+		closed:   make(chan struct{}),
 		conns:    make(map[string]*Conn),
 	}, nil
 }

@@ -1,6 +1,9 @@
 package session
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+)
 
 // Message is one client frame whose buffer the caller lends until Close;
 // *gws.Message is one.
@@ -57,12 +60,50 @@ func (h *Hub) Closed(c *Conn, reason error) {
 	in.mu.Unlock()
 }
 
-// startWorker starts c's worker unless one runs; callers hold c.in.mu.
+// startWorker starts c's worker unless one runs; callers hold c.in.mu. An
+// idle pool worker takes it if there is one: its stack has already grown
+// to what frame handling needs, where a new goroutine would grow and copy
+// its stack on every burst of frames. If the pool is busy, a goroutine of
+// its own takes it.
 func (h *Hub) startWorker(c *Conn) {
-	if !c.in.running {
-		c.in.running = true
+	if c.in.running {
+		return
+	}
+	c.in.running = true
+	h.poolOnce.Do(h.startPool)
+	select {
+	case h.pool <- c:
+	default:
 		go h.work(c)
 	}
+}
+
+// poolSize is how many long-lived workers a hub keeps, per CPU.
+const poolSize = 4
+
+func (h *Hub) startPool() {
+	n := poolSize * runtime.GOMAXPROCS(0)
+	h.workers.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			defer h.workers.Done()
+			for {
+				select {
+				case c := <-h.pool:
+					h.work(c)
+				case <-h.closed:
+					return
+				}
+			}
+		}()
+	}
+}
+
+// Close stops the hub's worker pool, once every connection is gone. It is
+// safe to call more than once.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() { close(h.closed) })
+	h.workers.Wait()
 }
 
 func (h *Hub) work(c *Conn) {
