@@ -16,8 +16,9 @@
 //
 // Concurrency: every exported method of Hub and Conn is safe to call from
 // several goroutines, except that a connection's frames must arrive in
-// order from one goroutine (its read loop): Hub.Enqueue hands each to the
-// connection's worker goroutine, which exists only while there is work, so
+// order from one goroutine (its read loop): Hub.Enqueue hands each to a
+// worker (one of the hub's pool, or a goroutine of its own when the pool is
+// busy) that handles that connection's frames in order while it has any, so
 // an idle connection costs one small read-loop stack; Hub.Receive handles a
-// frame at once on the caller's goroutine.
+// frame at once on the caller's goroutine. Hub.Close stops the pool.
 package session
