@@ -274,16 +274,18 @@ func (b *Broker) Publish(channel string, payload []byte) error {
 	return b.publish(b.subj.Channel(channel), payload)
 }
 
-// PublishEvent publishes payload on <prefix>.events.<name>. With an
-// embedded server it first asks the server whether anyone in the cluster
-// listens (its interest includes other nodes' routed subscriptions), so a
-// cluster without event consumers pays nothing per connect and join.
+// Listening reports whether anyone in the cluster subscribes to event
+// name. With an embedded server it asks the server, whose interest includes
+// other nodes' routed subscriptions, so a cluster without event consumers
+// pays nothing per connect and join; over an external NATS it cannot tell
+// and says true.
+func (b *Broker) Listening(name string) bool {
+	return b.ns == nil || b.ns.GlobalAccount().SubscriptionInterest(b.subj.Event(name))
+}
+
+// PublishEvent publishes payload on <prefix>.events.<name>.
 func (b *Broker) PublishEvent(name string, payload []byte) error {
-	subject := b.subj.Event(name)
-	if b.ns != nil && !b.ns.GlobalAccount().SubscriptionInterest(subject) {
-		return nil
-	}
-	return b.publish(subject, payload)
+	return b.publish(b.subj.Event(name), payload)
 }
 
 func (b *Broker) publish(subject string, payload []byte) error {

@@ -16,6 +16,7 @@ func (nullBus) Subscribe(string) error            { return nil }
 func (nullBus) Unsubscribe(string)                {}
 func (nullBus) Publish(string, []byte) error      { return nil }
 func (nullBus) PublishEvent(string, []byte) error { return nil }
+func (nullBus) Listening(string) bool             { return false }
 func (nullBus) Send(context.Context, string, string, string, []byte, bool) ([]byte, error) {
 	return nil, session.ErrNoHandler
 }

@@ -21,6 +21,9 @@ type Bus interface {
 // Backend carries what the gateway tells backends: events and custom client
 // frames.
 type Backend interface {
+	// Listening reports whether anyone may want event name, so a hub can
+	// skip building it; true when unsure.
+	Listening(event string) bool
 	// PublishEvent publishes payload on <prefix>.events.<name>, where name is
 	// connect, disconnect, join.<channel> or leave.<channel>.
 	PublishEvent(name string, payload []byte) error

@@ -59,6 +59,7 @@ func (nowhere) Subscribe(string) error            { return nil }
 func (nowhere) Unsubscribe(string)                {}
 func (nowhere) Publish(string, []byte) error      { return nil }
 func (nowhere) PublishEvent(string, []byte) error { return nil }
+func (nowhere) Listening(string) bool             { return false }
 func (nowhere) Send(context.Context, string, string, string, []byte, bool) ([]byte, error) {
 	return nil, session.ErrNoHandler
 }

@@ -107,7 +107,7 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 	}
 	h.mu.Unlock()
 
-	h.event("connect", c.eventPayload("remote", c.remoteString()))
+	h.event(c, "connect", "remote", c.remoteString())
 	if err := h.handler.OnConnect(c); err != nil {
 		var d Disconnect
 		if !errors.As(err, &d) {
@@ -233,7 +233,7 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 
 	c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
 	h.publish(name, encodeControl(name, user, "joined"))
-	h.event("join."+name, c.eventPayload("channel", name))
+	h.event(c, "join."+name, "channel", name)
 	return true
 }
 
@@ -312,7 +312,7 @@ func (h *Hub) part(c *Conn, ch *channel) {
 	h.removeMember(c, ch)
 	h.bus.Unsubscribe(ch.name)
 	h.publish(ch.name, encodeControl(ch.name, c.User(), "left"))
-	h.event("leave."+ch.name, c.eventPayload("channel", ch.name))
+	h.event(c, "leave."+ch.name, "channel", ch.name)
 }
 
 func (h *Hub) custom(c *Conn, f *Frame) {
@@ -377,7 +377,7 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 		h.unindexUser(c, user)
 	}
 	h.mu.Unlock()
-	h.event("disconnect", c.eventPayload("remote", c.remoteString()))
+	h.event(c, "disconnect", "remote", c.remoteString())
 	h.handler.OnDisconnect(c, reason)
 }
 
@@ -444,8 +444,13 @@ func (h *Hub) publish(channel string, payload []byte) {
 	}
 }
 
-func (h *Hub) event(name string, payload []byte) {
-	if err := h.backend.PublishEvent(name, payload); err != nil {
+// event publishes c's event name with one extra field, unless no backend
+// listens: then the payload is not even built.
+func (h *Hub) event(c *Conn, name, key, value string) {
+	if !h.backend.Listening(name) {
+		return
+	}
+	if err := h.backend.PublishEvent(name, c.eventPayload(key, value)); err != nil {
 		h.log.Error("event failed", "event", name, logErr, err)
 	}
 }

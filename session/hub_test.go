@@ -107,6 +107,8 @@ type fakeBackend struct {
 	send   func(ctx context.Context, typ string, payload []byte, wantReply bool) ([]byte, error)
 }
 
+func (b *fakeBackend) Listening(string) bool { return true }
+
 func (b *fakeBackend) PublishEvent(name string, _ []byte) error {
 	b.mu.Lock()
 	b.events = append(b.events, name)
