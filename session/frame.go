@@ -49,9 +49,11 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 	if len(data) == 0 || data[0] != '{' {
 		return f, errorf(CodeBadRequest, "a frame must be a JSON object")
 	}
-	var w wireFrame
-	if err := json.Unmarshal(data, &w); err != nil {
-		return f, errorf(CodeBadRequest, "a frame must be a JSON object")
+	w, flat := decodeFlat(data)
+	if !flat {
+		if err := json.Unmarshal(data, &w); err != nil {
+			return f, errorf(CodeBadRequest, "a frame must be a JSON object")
+		}
 	}
 	if w.ID != nil && !isNull(w.ID) {
 		if c := w.ID[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
@@ -77,11 +79,122 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
 
+// plain reports whether b is printable ASCII with no quote or backslash:
+// such a JSON string means exactly its bytes.
+func plain(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeFlat decodes the common shape of a client frame without
+// encoding/json's reflection: one object with no white space, whose keys
+// are type, channel, user, msg and id, each at most once, and whose values
+// are plain strings (see plain) or, for msg and id, unsigned integers. For
+// anything else it reports false and the general decoder runs; for what it
+// accepts, it gives what encoding/json gives (FuzzDecodeFrame checks).
+func decodeFlat(data []byte) (w wireFrame, ok bool) {
+	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
+		return w, false
+	}
+	i := 1
+	if len(data) == 2 {
+		return w, true
+	}
+	for {
+		// "key":
+		if data[i] != '"' {
+			return w, false
+		}
+		end := bytesIndexByte(data, i+1, '"')
+		if end < 0 || end+1 >= len(data) || data[end+1] != ':' {
+			return w, false
+		}
+		key := string(data[i+1 : end])
+		i = end + 2
+		if i >= len(data) {
+			return w, false
+		}
+		// value
+		start := i
+		numeric := false
+		switch c := data[i]; {
+		case c == '"':
+			end = bytesIndexByte(data, i+1, '"')
+			if end < 0 || !plain(data[i+1:end]) {
+				return w, false
+			}
+			i = end + 1
+		case c == '0':
+			i++
+			numeric = true
+		case c >= '1' && c <= '9':
+			for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+				i++
+			}
+			numeric = true
+		default:
+			return w, false
+		}
+		value := json.RawMessage(data[start:i])
+		var field *json.RawMessage
+		switch key {
+		case "type":
+			field = &w.Type
+		case "channel":
+			field = &w.Channel
+		case "user":
+			field = &w.User
+		case "msg":
+			field = &w.Msg
+		case "id":
+			field = &w.ID
+		default:
+			return w, false
+		}
+		if *field != nil || (numeric && key != "msg" && key != "id") {
+			return w, false
+		}
+		*field = value
+		if i >= len(data) {
+			return w, false
+		}
+		switch data[i] {
+		case ',':
+			i++
+			if i >= len(data) {
+				return w, false
+			}
+		case '}':
+			return w, i == len(data)-1
+		default:
+			return w, false
+		}
+	}
+}
+
+// bytesIndexByte is the index of c in b at or after from, or -1.
+func bytesIndexByte(b []byte, from int, c byte) int {
+	if from > len(b) {
+		return -1
+	}
+	if j := bytes.IndexByte(b[from:], c); j >= 0 {
+		return from + j
+	}
+	return -1
+}
+
 // jsonString unquotes a raw JSON string; ok is false for any other JSON value
 // or when raw is absent.
 func jsonString(raw json.RawMessage) (string, bool) {
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", false
+	}
+	if len(raw) >= 2 && raw[len(raw)-1] == '"' && plain(raw[1:len(raw)-1]) {
+		return string(raw[1 : len(raw)-1]), true
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {

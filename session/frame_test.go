@@ -100,6 +100,23 @@ func FuzzDecodeFrame(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The fast path agrees with encoding/json wherever it decides.
+		if flat, ok := decodeFlat(data); ok {
+			var slow wireFrame
+			if err := json.Unmarshal(data, &slow); err != nil {
+				t.Fatalf("fast path accepted %q, encoding/json refuses: %v", data, err)
+			}
+			if string(flat.Type) != string(slow.Type) || string(flat.Channel) != string(slow.Channel) ||
+				string(flat.User) != string(slow.User) || string(flat.Msg) != string(slow.Msg) || string(flat.ID) != string(slow.ID) {
+				t.Fatalf("%q: fast %+v, encoding/json %+v", data, flat, slow)
+			}
+		}
+		if s, ok := jsonString(data); ok {
+			var slow string
+			if err := json.Unmarshal(data, &slow); err != nil || slow != s {
+				t.Fatalf("jsonString(%q) = %q, encoding/json %q %v", data, s, slow, err)
+			}
+		}
 		fr, err := DecodeFrame(data)
 		if err != nil {
 			if err.Code != CodeBadRequest && err.Code != CodeBadChannel {
