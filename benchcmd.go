@@ -76,6 +76,14 @@ func isTerminal(f *os.File) bool {
 func printResult(e *env, r *bench.Result) {
 	fmt.Fprintf(e.stdout, "subscribers %d (%d joined, %d errors) in %d channels; connect+join %.2fs\n",
 		r.Subs, r.Connected, r.ConnectErrors, r.Channels, r.ConnectSeconds)
+	if r.Connected > 0 {
+		server := "-"
+		if r.ConnectServerCPU > 0 {
+			server = fmt.Sprintf("%.0f µs", r.ConnectServerCPU/float64(r.Connected)*1e6)
+		}
+		fmt.Fprintf(e.stdout, "CPU per connect+join: server %s, load generator %.0f µs\n",
+			server, r.ConnectClientCPU/float64(r.Connected)*1e6)
+	}
 	if r.ServerRSSJoined > 0 {
 		fmt.Fprintf(e.stdout, "server RSS %.1f MiB -> %.1f MiB: %.0f bytes per connection\n",
 			float64(r.ServerRSSBefore)/(1<<20), float64(r.ServerRSSJoined)/(1<<20), r.RSSPerConn)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,11 @@ type Result struct {
 	Connected      int     `json:"connected"`
 	ConnectErrors  int     `json:"connect_errors"`
 	ConnectSeconds float64 `json:"connect_seconds"`
+	// CPU seconds the connect phase took in the server (with Config.PID)
+	// and in this load generator: on one machine they share the cores, so
+	// the wall time of connects follows their sum.
+	ConnectServerCPU float64 `json:"connect_server_cpu_seconds,omitempty"`
+	ConnectClientCPU float64 `json:"connect_client_cpu_seconds"`
 	// Server memory (with Config.PID): resident set before the
 	// connections, once they joined (at the end of Hold when there are no
 	// steps), and the difference per connection.
@@ -111,8 +117,10 @@ type Step struct {
 	Delivered        int64   `json:"delivered"`
 	Lost             int64   `json:"lost"`
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
-	P50, P90, P99    float64 // ms
-	Max              float64 `json:"max"`
+	P50              float64 `json:"p50_ms"`
+	P90              float64 `json:"p90_ms"`
+	P99              float64 `json:"p99_ms"`
+	Max              float64 `json:"max_ms"`
 	Disconnects      int64   `json:"disconnects"`
 	Errors           int64   `json:"errors"`
 	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
@@ -276,6 +284,13 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	start := time.Now()
+	serverCPU := -1.0
+	if cfg.PID > 0 {
+		if cpu, err := processCPU(cfg.PID); err == nil {
+			serverCPU = cpu
+		}
+	}
+	clientCPU, _ := processCPU(os.Getpid())
 	r.subs = make([]*subscriber, cfg.Subs)
 	var mu sync.Mutex
 	var firstErr error
@@ -313,6 +328,14 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 	wg.Wait()
 	stop()
 	res.ConnectSeconds = time.Since(start).Seconds()
+	if cpu, err := processCPU(os.Getpid()); err == nil {
+		res.ConnectClientCPU = cpu - clientCPU
+	}
+	if serverCPU >= 0 {
+		if cpu, err := processCPU(cfg.PID); err == nil {
+			res.ConnectServerCPU = cpu - serverCPU
+		}
+	}
 	for _, s := range r.subs {
 		if s != nil {
 			r.want[s.channel]++

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,7 +209,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	g.attach(socket, user, r)
+	g.attach(socket, socket.NetConn(), nil, user, r)
 }
 
 func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r, g.trusted) }
@@ -235,11 +236,16 @@ func (g *Gateway) identify(r *http.Request) (string, error) {
 	if g.cfg.Authorize != nil {
 		return g.cfg.Authorize(r)
 	}
-	user := r.URL.Query().Get("user")
+	user, err := queryValue(r.URL.RawQuery, "user")
+	if err != nil {
+		return "", &HTTPError{http.StatusBadRequest, "the user parameter is not a valid query value"}
+	}
 	if user != "" && !session.ValidUser(user) {
 		return "", &HTTPError{http.StatusBadRequest, fmt.Sprintf("invalid user name %q", user)}
 	}
-	return user, nil
+	// A copy: the request's strings share one buffer, which the
+	// connection would otherwise keep alive for its whole life.
+	return strings.Clone(user), nil
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -57,18 +58,23 @@ func (e *events) OnClose(s *gws.Conn, err error) {
 // transport is session.Transport over a gws connection. Data frames come
 // already framed from the session and go straight to the socket; gws's own
 // writer is used only for the close frame.
+//
+// The session serializes every call (the first one is the welcome frame's
+// TryWrite), so the handshake response is written ahead of it without a
+// lock.
 type transport struct {
-	socket  *gws.Conn
-	conn    net.Conn
-	raw     syscall.RawConn // nil when the socket has none (then TryWrite writes nothing)
-	timeout time.Duration
+	socket   *gws.Conn
+	conn     net.Conn
+	raw      syscall.RawConn // nil when the socket has none (then TryWrite writes nothing)
+	timeout  time.Duration
+	response []byte // the handshake response, not yet written; with room for a frame
 }
 
 var _ session.Transport = (*transport)(nil)
 
-func newTransport(socket *gws.Conn, timeout time.Duration) *transport {
-	t := &transport{socket: socket, conn: socket.NetConn(), timeout: timeout}
-	if sc, ok := t.conn.(syscall.Conn); ok {
+func newTransport(socket *gws.Conn, conn net.Conn, response []byte, timeout time.Duration) *transport {
+	t := &transport{socket: socket, conn: conn, timeout: timeout, response: response}
+	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
 		}
@@ -79,30 +85,95 @@ func newTransport(socket *gws.Conn, timeout time.Duration) *transport {
 // TryWrite makes one non-blocking write(2). Go's sockets are non-blocking;
 // returning true from the callback stops RawConn from waiting for room.
 func (t *transport) TryWrite(p []byte) (int, error) {
+	if t.response != nil {
+		return t.tryWriteAfterResponse(p)
+	}
+	return t.tryWrite(p)
+}
+
+func (t *transport) tryWrite(p []byte) (int, error) {
 	if t.raw == nil {
 		return 0, nil
 	}
-	var n int
-	var werr error
-	err := t.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Write(int(fd), p)
-			if werr != unix.EINTR {
-				break
-			}
-		}
-		if werr == unix.EAGAIN {
-			n, werr = 0, nil
-		}
-		if n < 0 {
-			n = 0
-		}
-		return true
-	})
+	w := fdWrites.Get().(*fdWrite)
+	w.p = p
+	err := t.raw.Write(w.call)
+	n, werr := w.n, w.err
+	*w = fdWrite{call: w.call} // the buffer is shared: do not keep it alive
+	fdWrites.Put(w)
 	if err != nil {
 		return 0, err
 	}
 	return n, werr
+}
+
+// fdWrite is one RawConn.Write callback with its arguments and results.
+// Pooled, so that a write allocates nothing and a connection carries no
+// room for it while idle.
+type fdWrite struct {
+	p    []byte
+	n    int
+	err  error
+	call func(fd uintptr) bool // once, nonblocking
+}
+
+var fdWrites = sync.Pool{New: func() any {
+	w := new(fdWrite)
+	w.call = w.once
+	return w
+}}
+
+// once makes one write(2); returning true stops RawConn from waiting for
+// room in the socket.
+func (w *fdWrite) once(fd uintptr) bool {
+	n, err := unix.Write(int(fd), w.p)
+	for err == unix.EINTR {
+		n, err = unix.Write(int(fd), w.p)
+	}
+	if err == unix.EAGAIN {
+		n, err = 0, nil
+	}
+	w.n, w.err = max(n, 0), err
+	return true
+}
+
+// tryWriteAfterResponse writes the handshake response and p in one write.
+// If the socket takes less than the response, which a new socket's empty
+// buffer makes all but impossible, the rest of the response is written
+// blocking, so that nothing can overtake it.
+func (t *transport) tryWriteAfterResponse(p []byte) (int, error) {
+	head := len(t.response)
+	buf := append(t.response, p...)
+	t.response = nil
+	n, err := t.tryWrite(buf)
+	if err != nil || n >= head {
+		return max(n-head, 0), err
+	}
+	if err := t.writeAll(buf[n:head]); err != nil {
+		return 0, err
+	}
+	return 0, nil
+}
+
+// flushResponse writes a handshake response still pending, blocking.
+func (t *transport) flushResponse() error {
+	if t.response == nil {
+		return nil
+	}
+	r := t.response
+	t.response = nil
+	return t.writeAll(r)
+}
+
+func (t *transport) writeAll(p []byte) error {
+	if err := t.conn.SetWriteDeadline(time.Now().Add(t.timeout)); err != nil {
+		return err
+	}
+	_, err := t.conn.Write(p)
+	if derr := t.conn.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	return err
 }
 
 // writeChunk is how much one deadline covers: the write timeout bounds a
@@ -112,6 +183,9 @@ const writeChunk = 256 << 10
 // Write blocks until every buffer is written, or until the socket has
 // taken nothing for the write timeout.
 func (t *transport) Write(bufs [][]byte) error {
+	if err := t.flushResponse(); err != nil {
+		return err
+	}
 	var chunk net.Buffers
 	size := 0
 	flush := func() error {
@@ -148,6 +222,10 @@ func (t *transport) Write(bufs [][]byte) error {
 
 // Close sends the close frame, bounded by the write timeout, and closes.
 func (t *transport) Close(d session.Disconnect) error {
+	if err := t.flushResponse(); err != nil {
+		_ = t.conn.Close()
+		return err
+	}
 	_ = t.conn.SetWriteDeadline(time.Now().Add(t.timeout))
 	err := t.socket.WriteClose(uint16(d.Code), []byte(d.Reason))
 	if errors.Is(err, gws.ErrConnClosed) {

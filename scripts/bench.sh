@@ -82,6 +82,25 @@ flags() {
 	esac
 }
 
+# summarize FILE: one line of a run's headline figures, so the spread of
+# the rounds is visible next to the medians.
+summarize() {
+	python3 - "$1" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+parts = [f"connect+join {r['connect_seconds']:.2f}s"]
+if r.get("connect_server_cpu_seconds") and r.get("connected"):
+    n = r["connected"]
+    parts.append(f"CPU per connect: server {r['connect_server_cpu_seconds'] / n * 1e6:.0f} us, "
+                 f"load generator {r['connect_client_cpu_seconds'] / n * 1e6:.0f} us")
+if r.get("rss_per_conn"):
+    parts.append(f"{r['rss_per_conn']:,.0f} B/conn")
+for s in r.get("steps") or []:
+    parts.append(f"{s['deliveries_per_sec']:,.0f} deliveries/s, p99 {s['p99_ms']} ms, lost {s['lost']}")
+print("    " + "; ".join(parts))
+PY
+}
+
 for round in $(seq "$ROUNDS"); do
 	for sc in "${SCENARIOS[@]}"; do
 		for sys in floor pushgrid; do
@@ -92,6 +111,7 @@ for round in $(seq "$ROUNDS"); do
 			"$work/pushgrid" bench --url "$WS" --nats "$NATS" --server-pid "$PID" --size 64 --json \
 				$(flags "$sc") >"$work/$sc.$sys.$round.json" || echo "bench failed: $sc $sys round $round" >&2
 			stop_server
+			summarize "$work/$sc.$sys.$round.json" >&2
 		done
 	done
 done
@@ -116,8 +136,8 @@ metrics = {
     "closed1k": [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher"),
                  ("deliveries per server CPU-s", lambda r: r["steps"][0].get("deliveries_per_server_cpu_second"), "higher")],
     "closed5k": [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher")],
-    "rate200": [("p99 ms", lambda r: r["steps"][0]["P99"], "lower"),
-                ("p50 ms", lambda r: r["steps"][0]["P50"], "lower"),
+    "rate200": [("p99 ms", lambda r: r["steps"][0]["p99_ms"], "lower"),
+                ("p50 ms", lambda r: r["steps"][0]["p50_ms"], "lower"),
                 ("loss", lambda r: r["steps"][0]["lost"], "lower"),
                 ("disconnects", lambda r: r["steps"][0]["disconnects"], "lower")],
     "idle10k": [("RSS bytes per joined conn", lambda r: r.get("rss_per_conn"), "lower"),

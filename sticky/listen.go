@@ -42,7 +42,10 @@ func Listen(ctx context.Context, addr string, n int, mode Mode, logger *slog.Log
 	if n < 1 {
 		return nil, fmt.Errorf("listen %s: %d workers", addr, n)
 	}
-	lc := net.ListenConfig{Control: setReusePort}
+	// TCP keepalive, which finds clients that vanished without a FIN, is
+	// set once on each listener: accepted sockets inherit it from there,
+	// which saves the four setsockopt calls Go would make per accept.
+	lc := net.ListenConfig{Control: controlListener, KeepAlive: -1}
 	// Go makes listeners MPTCP by default where the kernel has it, and
 	// attaching a reuseport program to an MPTCP listener fails with
 	// EOPNOTSUPP.
@@ -68,10 +71,31 @@ func Listen(ctx context.Context, addr string, n int, mode Mode, logger *slog.Log
 	return ls, nil
 }
 
-func setReusePort(_, _ string, c syscall.RawConn) error {
+// Keepalive timing, as Go's defaults for accepted connections: the first
+// probe after 15 s idle, then every 15 s, dropped after 9 unanswered.
+const (
+	keepAliveIdle     = 15 // seconds
+	keepAliveInterval = 15 // seconds
+	keepAliveCount    = 9
+)
+
+// controlListener sets SO_REUSEPORT and the keepalive that accepted
+// sockets inherit on a listening socket before it binds.
+func controlListener(_, _ string, c syscall.RawConn) error {
 	var serr error
 	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		for _, o := range []struct{ level, name, value int }{
+			{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1},
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+		} {
+			if serr = unix.SetsockoptInt(int(fd), o.level, o.name, o.value); serr != nil {
+				serr = fmt.Errorf("setsockopt %d/%d: %w", o.level, o.name, serr)
+				return
+			}
+		}
 	}); err != nil {
 		return err
 	}

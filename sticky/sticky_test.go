@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestClientIP(t *testing.T) {
@@ -244,6 +246,46 @@ func TestOwner(t *testing.T) {
 		after := Owner(key, []string{"n1", "n2"})
 		if o != "n3" && after != o {
 			t.Fatalf("%s moved from %s to %s though %s stayed", key, o, after, o)
+		}
+	}
+}
+
+// TestAcceptedKeepAlive: accepted sockets inherit the listener's keepalive,
+// which Listen sets instead of Go setting it on every accept.
+func TestAcceptedKeepAlive(t *testing.T) {
+	ls, err := Listen(context.Background(), "127.0.0.1:0", 1, ModeNone, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(ls)
+	client, err := net.Dial("tcp", ls[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ls[0].Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct{ level, name, value int }{
+		"SO_KEEPALIVE":  {unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		"TCP_KEEPIDLE":  {unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
+		"TCP_KEEPINTVL": {unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
+		"TCP_KEEPCNT":   {unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+	}
+	for name, o := range want {
+		var got int
+		var gerr error
+		if err := raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), o.level, o.name) }); err != nil {
+			t.Fatal(err)
+		}
+		if gerr != nil || got != o.value {
+			t.Errorf("%s on an accepted socket = %d (%v), want %d", name, got, gerr, o.value)
 		}
 	}
 }

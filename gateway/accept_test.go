@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushgrid/pushgrid/session"
+)
+
+func startGateway(t *testing.T) *Gateway {
+	t.Helper()
+	hub, err := session.New(session.Config{Node: "g1"}, nullBus{}, nullBus{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, Drain: 50 * time.Millisecond}, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Shutdown(context.Background()) })
+	return g
+}
+
+// rawRequest sends req on a fresh connection and returns the reader of the
+// answer.
+func rawRequest(t *testing.T, g *Gateway, req string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", g.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	return conn, bufio.NewReader(conn)
+}
+
+const upgradeRequest = "GET /ws?user=alice HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+
+// TestUpgradeResponseCarriesWelcome: on the light path the 101 response and
+// the welcome frame are one write, so the first read holds both.
+func TestUpgradeResponseCarriesWelcome(t *testing.T) {
+	g := startGateway(t)
+	conn, _ := rawRequest(t, g, upgradeRequest)
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(buf[:n])
+	head, frame, ok := strings.Cut(got, "\r\n\r\n")
+	if !ok || !strings.HasPrefix(head, "HTTP/1.1 101 ") {
+		t.Fatalf("first read is not a whole 101 response: %q", got)
+	}
+	if !strings.Contains(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+		t.Fatalf("wrong accept key: %q", head)
+	}
+	// An unmasked text frame with a short length, then the welcome.
+	if len(frame) < 2 || frame[0] != 0x81 || int(frame[1]) != len(frame)-2 {
+		t.Fatalf("the welcome frame did not come with the response: %q", frame)
+	}
+	if !strings.Contains(frame, `"type":"welcome"`) || !strings.Contains(frame, `"user":"alice"`) {
+		t.Fatalf("not the welcome: %q", frame)
+	}
+}
+
+// TestBadUpgradeAnswered: a /ws request gws refuses still gets its 400
+// (only a 101 is held back for the welcome).
+func TestBadUpgradeAnswered(t *testing.T) {
+	g := startGateway(t)
+	req := strings.Replace(upgradeRequest, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1)
+	_, br := rawRequest(t, g, req)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+}

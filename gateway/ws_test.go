@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection; the far end is
+// drained in the background.
+func tcpPair(t testing.TB) (near net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	near, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	far, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, far) }()
+	t.Cleanup(func() { _ = near.Close(); _ = far.Close() })
+	return near
+}
+
+// TestResponseWrittenFirst: the pending handshake response goes out ahead
+// of the first frame, in one write, and only once.
+func TestResponseWrittenFirst(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	near, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer near.Close()
+	far, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	response := append(make([]byte, 0, 64), "HTTP/1.1 101 Switching Protocols\r\n\r\n"...)
+	tr := newTransport(nil, near, response, time.Second)
+	if n, err := tr.TryWrite([]byte("one")); n != 3 || err != nil {
+		t.Fatalf("first TryWrite = %d, %v; want 3, nil (the response is not counted)", n, err)
+	}
+	if err := tr.Write([][]byte{[]byte("two")}); err != nil {
+		t.Fatal(err)
+	}
+	_ = near.Close()
+	got, err := io.ReadAll(far)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "HTTP/1.1 101 Switching Protocols\r\n\r\nonetwo"; string(got) != want {
+		t.Fatalf("the peer read %q, want %q", got, want)
+	}
+}
