@@ -107,7 +107,7 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 	}
 	h.mu.Unlock()
 
-	h.event(c, "connect", "remote", c.remoteString())
+	h.remoteEvent(c, "connect")
 	if err := h.handler.OnConnect(c); err != nil {
 		var d Disconnect
 		if !errors.As(err, &d) {
@@ -377,7 +377,7 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 		h.unindexUser(c, user)
 	}
 	h.mu.Unlock()
-	h.event(c, "disconnect", "remote", c.remoteString())
+	h.remoteEvent(c, "disconnect")
 	h.handler.OnDisconnect(c, reason)
 }
 
@@ -447,9 +447,20 @@ func (h *Hub) publish(channel string, payload []byte) {
 // event publishes c's event name with one extra field, unless no backend
 // listens: then the payload is not even built.
 func (h *Hub) event(c *Conn, name, key, value string) {
-	if !h.backend.Listening(name) {
-		return
+	if h.backend.Listening(name) {
+		h.publishEvent(c, name, key, value)
 	}
+}
+
+// remoteEvent is event with the client's address, formatted only when
+// someone listens.
+func (h *Hub) remoteEvent(c *Conn, name string) {
+	if h.backend.Listening(name) {
+		h.publishEvent(c, name, "remote", c.remoteString())
+	}
+}
+
+func (h *Hub) publishEvent(c *Conn, name, key, value string) {
 	if err := h.backend.PublishEvent(name, c.eventPayload(key, value)); err != nil {
 		h.log.Error("event failed", "event", name, logErr, err)
 	}
