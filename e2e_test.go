@@ -444,7 +444,9 @@ func TestPubCommand(t *testing.T) {
 // its writes once blocked under a deadline), it keeps receiving long after
 // that deadline would have passed.
 func TestWriteDeadlineCleared(t *testing.T) {
-	n := startTestNode(t, "w1", nil, "--write-timeout", "300ms", "--queue-bytes", "67108864")
+	// The timeout is a second, not less: a client of a busy test process
+	// (-race, parallel packages) may read nothing for a few hundred ms.
+	n := startTestNode(t, "w1", nil, "--write-timeout", "1s", "--queue-bytes", "67108864")
 	c := dial(t, n.ws, dialOpts{buffer: 1000})
 	c.join("late")
 	nc := natsConnect(t, n.nats)
@@ -460,7 +462,7 @@ func TestWriteDeadlineCleared(t *testing.T) {
 	for i := 0; i < msgs; i++ {
 		c.next("big")
 	}
-	time.Sleep(500 * time.Millisecond) // past the write timeout
+	time.Sleep(1200 * time.Millisecond) // past the write timeout
 	_ = nc.Publish("push.chan.late", []byte(`{"type":"after"}`))
 	c.next("after")
 }
