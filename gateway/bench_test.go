@@ -25,13 +25,8 @@ func BenchmarkFanoutTCP(b *testing.B) {
 			}
 			defer h.Close()
 			var received atomic.Int64
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
 			for i := 0; i < n; i++ {
-				near, far := loopbackPair(b, l)
+				near, far := tcpPair(b)
 				go count(far, &received)
 				c, err := h.Connect(newTransport(nil, near, nil, 10*time.Second), "", netip.Addr{})
 				if err != nil {
@@ -56,19 +51,6 @@ func BenchmarkFanoutTCP(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
 		})
 	}
-}
-
-func loopbackPair(b *testing.B, l net.Listener) (near, far net.Conn) {
-	near, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	far, err = l.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = near.Close(); _ = far.Close() })
-	return near, far
 }
 
 // count reads c until it closes, adding what it read to n.

@@ -7,46 +7,31 @@ import (
 	"time"
 )
 
-// tcpPair returns both ends of a loopback TCP connection; the far end is
-// drained in the background.
-func tcpPair(t testing.TB) (near net.Conn) {
-	t.Helper()
+// tcpPair returns both ends of a loopback TCP connection, closed when the
+// test ends.
+func tcpPair(tb testing.TB) (near, far net.Conn) {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer l.Close()
 	near, err = net.Dial("tcp", l.Addr().String())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	far, err := l.Accept()
+	far, err = l.Accept()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, far) }()
-	t.Cleanup(func() { _ = near.Close(); _ = far.Close() })
-	return near
+	tb.Cleanup(func() { _ = near.Close(); _ = far.Close() })
+	return near, far
 }
 
 // TestResponseWrittenFirst: the pending handshake response goes out ahead
 // of the first frame, in one write, and only once.
 func TestResponseWrittenFirst(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	near, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer near.Close()
-	far, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer far.Close()
+	near, far := tcpPair(t)
 	response := append(make([]byte, 0, 64), "HTTP/1.1 101 Switching Protocols\r\n\r\n"...)
 	tr := newTransport(nil, near, response, time.Second)
 	if n, err := tr.TryWrite([]byte("one")); n != 3 || err != nil {
