@@ -103,11 +103,16 @@ func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 	}
 	r, err := readUpgradeRequest(br)
 	if err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, errHeadTooLarge) {
-			status = http.StatusRequestHeaderFieldsTooLarge
+		// Only the parser's own words: an I/O error names internal
+		// addresses.
+		status, msg := http.StatusBadRequest, "malformed request"
+		switch {
+		case errors.Is(err, errHeadTooLarge):
+			status, msg = http.StatusRequestHeaderFieldsTooLarge, err.Error()
+		case errors.Is(err, errBadRequest):
+			msg = err.Error()
 		}
-		writeRawError(conn, status, err.Error())
+		writeRawError(conn, status, msg)
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})

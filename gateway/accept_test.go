@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pushgrid/pushgrid/session"
 )
@@ -88,5 +89,51 @@ func TestBadUpgradeAnswered(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestCutHeadAnswered: a head cut short gets a plain 400, without the I/O
+// error's text, which names the node's addresses.
+func TestCutHeadAnswered(t *testing.T) {
+	g := startGateway(t)
+	conn, br := rawRequest(t, g, "GET /ws HTTP/1.1\r\nHost: x\r\n")
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "malformed request") ||
+		strings.Contains(string(body), "127.0.0.1") {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}
+
+// TestIdentifyCopiesUser: the user a request names, by query or by an
+// Authorize hook, does not share the request head's memory, which the
+// connection would otherwise keep for its life.
+func TestIdentifyCopiesUser(t *testing.T) {
+	r, err := parse("GET /ws?user=alice HTTP/1.1\r\nHost: x\r\nX-User: bob\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shares := func(user, of string) bool { return unsafe.StringData(user) == unsafe.StringData(of) }
+	g := &Gateway{}
+	user, err := g.identify(r)
+	if err != nil || user != "alice" {
+		t.Fatalf("identify = %q, %v", user, err)
+	}
+	if _, v, _ := strings.Cut(r.URL.RawQuery, "="); shares(user, v) {
+		t.Error("the query's user shares the request head")
+	}
+	g.cfg.Authorize = func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil }
+	user, err = g.identify(r)
+	if err != nil || user != "bob" {
+		t.Fatalf("identify with Authorize = %q, %v", user, err)
+	}
+	if shares(user, r.Header.Get("X-User")) {
+		t.Error("the hook's user shares the request head")
 	}
 }

@@ -231,10 +231,14 @@ func (g *Gateway) admit(r *http.Request) (string, *HTTPError) {
 	return user, nil
 }
 
-// identify finds the user of an upgrade request before the upgrade.
+// identify finds the user of an upgrade request before the upgrade. The
+// name is returned as a copy: the light path's request strings share one
+// buffer of the whole head, which the connection would otherwise keep alive
+// for its whole life.
 func (g *Gateway) identify(r *http.Request) (string, error) {
 	if g.cfg.Authorize != nil {
-		return g.cfg.Authorize(r)
+		user, err := g.cfg.Authorize(r)
+		return strings.Clone(user), err
 	}
 	user, err := queryValue(r.URL.RawQuery, "user")
 	if err != nil {
@@ -243,8 +247,6 @@ func (g *Gateway) identify(r *http.Request) (string, error) {
 	if user != "" && !session.ValidUser(user) {
 		return "", &HTTPError{http.StatusBadRequest, fmt.Sprintf("invalid user name %q", user)}
 	}
-	// A copy: the request's strings share one buffer, which the
-	// connection would otherwise keep alive for its whole life.
 	return strings.Clone(user), nil
 }
 

@@ -15,6 +15,9 @@ import (
 // (net/http allows 1 MiB; cookies make real heads a few KiB at most).
 const maxRequestHead = 64 << 10
 
+// maxHeaderHint caps the header map and value array sized in advance.
+const maxHeaderHint = 32
+
 var (
 	errHeadTooLarge = errors.New("request head too large")
 	errBadRequest   = errors.New("malformed request")
@@ -50,17 +53,20 @@ func readUpgradeRequest(br *bufio.Reader) (*http.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad request URI", errBadRequest)
 	}
+	// Sized from the line count, but not by it alone: a head of 20,000
+	// empty headers must not buy 20,000 slots up front.
+	hint := min(lines, maxHeaderHint)
 	r := &http.Request{
 		Method:     method,
 		URL:        u,
 		Proto:      proto,
 		ProtoMajor: major,
 		ProtoMinor: minor,
-		Header:     make(http.Header, lines),
+		Header:     make(http.Header, hint),
 		Body:       http.NoBody,
 		RequestURI: uri,
 	}
-	values := make([]string, 0, lines) // one backing array for every value
+	values := make([]string, 0, hint) // one backing array for the values
 	hosts := 0
 	for {
 		line, s = cutLine(s)
