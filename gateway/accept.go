@@ -128,41 +128,50 @@ func (g *Gateway) upgrade(conn net.Conn, br *bufio.Reader, r *http.Request) {
 		writeRawError(conn, he.Status, he.Msg)
 		return
 	}
+	sc := &socketConn{Conn: conn}
 	var response []byte
-	hc := &handshakeConn{Conn: conn, response: &response}
-	socket, err := g.upgrader.UpgradeFromConn(hc, br, r)
+	sc.response = &response
+	socket, err := g.upgrader.UpgradeFromConn(sc, br, r)
 	if err != nil {
 		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return // gws answered 400 and closed
 	}
-	hc.response = nil
-	g.attach(socket, conn, response, user, r)
+	sc.response = nil
+	g.attach(socket, sc, response, user, r)
 }
 
-// handshakeConn is the connection gws upgrades on the light path. It keeps
-// gws's 101 response instead of writing it, so that the response and the
-// welcome frame leave in one write: one syscall less per connect, and the
-// client reads both at once. Anything else (gws's 400 answers) is written
-// as usual. It is only touched by the handshake goroutine while capturing.
-type handshakeConn struct {
+// socketConn is a connection as gws sees it. While upgrading on the light
+// path it keeps gws's 101 response instead of writing it, so that the
+// response and the welcome frame leave in one write: one syscall less per
+// connect, and the client reads both at once (gws's 400 answers are
+// written as usual). Once attached, the writes gws makes on its own (the
+// answer to a client's close frame, a close on a protocol error) wait for a
+// frame boundary of the session's writes instead of landing inside a
+// frame that is half on the socket.
+type socketConn struct {
 	net.Conn
-	response *[]byte // where the 101 response goes; nil once upgraded
+	response *[]byte    // while upgrading: where the 101 response goes
+	t        *transport // once attached
 }
 
 var switchingProtocols = []byte("HTTP/1.1 101 ")
 
-func (c *handshakeConn) Write(p []byte) (int, error) {
+func (c *socketConn) Write(p []byte) (int, error) {
 	if c.response != nil && bytes.HasPrefix(p, switchingProtocols) {
 		// Room for the welcome frame, which is appended to it.
 		*c.response = append(make([]byte, 0, len(p)+256), p...)
 		return len(p), nil
+	}
+	if c.t != nil {
+		c.t.boundary.Lock()
+		defer c.t.boundary.Unlock()
 	}
 	return c.Conn.Write(p)
 }
 
 // SetDeadline is gws's bound on writing the response, which is not written
 // during the upgrade.
-func (c *handshakeConn) SetDeadline(t time.Time) error {
+func (c *socketConn) SetDeadline(t time.Time) error {
 	if c.response != nil {
 		return nil
 	}
@@ -170,11 +179,12 @@ func (c *handshakeConn) SetDeadline(t time.Time) error {
 }
 
 // attach registers an upgraded socket with the hub and starts its read
-// loop on a fresh goroutine, whose stack starts small. conn is the socket's
-// own connection; response, if not nil, is the handshake response still
-// to be written, ahead of the first frame.
-func (g *Gateway) attach(socket *gws.Conn, conn net.Conn, response []byte, user string, r *http.Request) {
-	t := newTransport(socket, conn, response, g.cfg.WriteTimeout)
+// loop on a fresh goroutine, whose stack starts small. response, if not
+// nil, is the handshake response still to be written, ahead of the first
+// frame.
+func (g *Gateway) attach(socket *gws.Conn, sc *socketConn, response []byte, user string, r *http.Request) {
+	t := newTransport(socket, sc.Conn, response, g.cfg.WriteTimeout)
+	sc.t = t
 	c, err := g.hub.Connect(t, user, clientIP(r, g))
 	if err != nil {
 		if !errors.Is(err, session.ErrDraining) { // the hub closes those itself

@@ -137,3 +137,36 @@ func TestIdentifyCopiesUser(t *testing.T) {
 		t.Error("the hook's user shares the request head")
 	}
 }
+
+// TestUpgradeAfterAnotherRequest: a /ws request that follows another on a
+// keep-alive connection is served by net/http and upgraded all the same.
+func TestUpgradeAfterAnotherRequest(t *testing.T) {
+	g := startGateway(t)
+	conn, br := rawRequest(t, g, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %d", resp.StatusCode)
+	}
+	if _, err := io.WriteString(conn, upgradeRequest); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade after /healthz: %d", resp.StatusCode)
+	}
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(br, head); err != nil || head[0] != 0x81 {
+		t.Fatalf("no text frame after the 101: %q, %v", head, err)
+	}
+	frame := make([]byte, head[1])
+	if _, err := io.ReadFull(br, frame); err != nil || !strings.Contains(string(frame), `"type":"welcome"`) {
+		t.Fatalf("not the welcome: %q, %v", frame, err)
+	}
+}

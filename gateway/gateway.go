@@ -204,12 +204,25 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, he.Status, he.Msg)
 		return
 	}
-	socket, err := g.upgrader.Upgrade(w, r)
-	if err != nil {
-		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeJSONError(w, http.StatusInternalServerError, "this connection cannot be upgraded")
 		return
 	}
-	g.attach(socket, socket.NetConn(), nil, user, r)
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		g.log.Debug("hijack failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	// net/http's reader, which may hold bytes the client sent after the
+	// request.
+	sc := &socketConn{Conn: conn}
+	socket, err := g.upgrader.UpgradeFromConn(sc, rw.Reader, r)
+	if err != nil {
+		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return // gws answered 400 and closed
+	}
+	g.attach(socket, sc, nil, user, r)
 }
 
 func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r, g.trusted) }

@@ -68,6 +68,12 @@ type transport struct {
 	raw      syscall.RawConn // nil when the socket has none (then TryWrite writes nothing)
 	timeout  time.Duration
 	response []byte // the handshake response, not yet written; with room for a frame
+
+	// boundary is held while the socket is inside a frame: from a TryWrite
+	// that wrote part of its buffer until the writer has written the rest,
+	// and during each Write. gws's own writes take it (see socketConn).
+	boundary sync.Mutex
+	midFrame bool // boundary is held across calls, by a partial TryWrite
 }
 
 var _ session.Transport = (*transport)(nil)
@@ -84,11 +90,20 @@ func newTransport(socket *gws.Conn, conn net.Conn, response []byte, timeout time
 
 // TryWrite makes one non-blocking write(2). Go's sockets are non-blocking;
 // returning true from the callback stops RawConn from waiting for room.
-func (t *transport) TryWrite(p []byte) (int, error) {
+func (t *transport) TryWrite(p []byte) (n int, err error) {
+	t.boundary.Lock()
 	if t.response != nil {
-		return t.tryWriteAfterResponse(p)
+		n, err = t.tryWriteAfterResponse(p)
+	} else {
+		n, err = t.tryWrite(p)
 	}
-	return t.tryWrite(p)
+	if err == nil && n > 0 && n < len(p) {
+		// The rest goes with the writer's next Write, which unlocks.
+		t.midFrame = true
+		return n, nil
+	}
+	t.boundary.Unlock()
+	return n, err
 }
 
 func (t *transport) tryWrite(p []byte) (int, error) {
@@ -183,6 +198,11 @@ const writeChunk = 256 << 10
 // Write blocks until every buffer is written, or until the socket has
 // taken nothing for the write timeout.
 func (t *transport) Write(bufs [][]byte) error {
+	if !t.midFrame {
+		t.boundary.Lock()
+	}
+	t.midFrame = false
+	defer t.boundary.Unlock()
 	if err := t.flushResponse(); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"testing"
@@ -47,5 +48,41 @@ func TestResponseWrittenFirst(t *testing.T) {
 	}
 	if want := "HTTP/1.1 101 Switching Protocols\r\n\r\nonetwo"; string(got) != want {
 		t.Fatalf("the peer read %q, want %q", got, want)
+	}
+}
+
+// TestOwnWritesWaitForFrameBoundary: a write gws makes on its own (say, the
+// answer to a client's close frame) while a frame is half on the socket
+// waits until the writer has written the rest, instead of landing inside it.
+func TestOwnWritesWaitForFrameBoundary(t *testing.T) {
+	near, far := tcpPair(t)
+	tr := newTransport(nil, near, nil, 5*time.Second)
+	sc := &socketConn{Conn: near, t: tr}
+	big := bytes.Repeat([]byte("f"), 32<<20) // more than the socket buffers take
+	n, err := tr.TryWrite(big)
+	if err != nil || n == 0 || n == len(big) {
+		t.Fatalf("TryWrite = %d, %v; want a partial write", n, err)
+	}
+	own := make(chan error, 1)
+	go func() {
+		_, err := sc.Write([]byte("CLOSE"))
+		own <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // gws's write is waiting now
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(far)
+		got <- b
+	}()
+	if err := tr.Write([][]byte{big[n:]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-own; err != nil {
+		t.Fatal(err)
+	}
+	_ = near.Close()
+	b := <-got
+	if len(b) != len(big)+5 || !bytes.Equal(b[len(big):], []byte("CLOSE")) || bytes.Contains(b[:len(big)], []byte("C")) {
+		t.Fatalf("the peer read %d bytes; gws's write landed inside the frame: tail %q", len(b), b[max(0, len(b)-10):])
 	}
 }
