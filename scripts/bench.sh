@@ -99,7 +99,8 @@ if r.get("connect_server_cpu_seconds") and r.get("connected"):
 if r.get("rss_per_conn"):
     parts.append(f"{r['rss_per_conn']:,.0f} B/conn")
 for s in r.get("steps") or []:
-    parts.append(f"{s['deliveries_per_sec']:,.0f} deliveries/s, p99 {s['p99_ms']} ms, lost {s['lost']}")
+    parts.append(f"{s['deliveries_per_sec']:,.0f} deliveries/s, p99 {s['p99_ms']} ms, "
+                 f"lost {s['lost']}, disconnects {s['disconnects']}")
 print("    " + "; ".join(parts))
 PY
 }
