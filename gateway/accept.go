@@ -3,12 +3,14 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -63,6 +65,16 @@ type replayConn struct {
 }
 
 func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// SyscallConn lets a WebSocket upgraded through net/http write straight to
+// the socket too (see transport.TryWrite).
+func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
 
 // acceptLoop accepts on one worker listener until it is closed.
 func (g *Gateway) acceptLoop(l net.Listener, h *handoff) {
@@ -163,8 +175,7 @@ func (c *socketConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if c.t != nil {
-		c.t.boundary.Lock()
-		defer c.t.boundary.Unlock()
+		return c.t.writeOwn(p)
 	}
 	return c.Conn.Write(p)
 }
@@ -198,9 +209,28 @@ func (g *Gateway) attach(socket *gws.Conn, sc *socketConn, response []byte, user
 
 // writeRawError answers a request read outside net/http and closes.
 func writeRawError(conn net.Conn, status int, msg string) {
-	body := fmt.Sprintf("{\"error\":%s}\n", strconv.Quote(msg))
+	quoted, _ := json.Marshal(msg) // a string always marshals
+	body := fmt.Sprintf("{\"error\":%s}\n", quoted)
 	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	_, _ = fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)
+	lingeringClose(conn)
+}
+
+// lingeringClose closes conn after the client has had time to read the
+// answer: closing with request bytes still unread makes the kernel send a
+// reset, which can discard the answer before the client reads it. As
+// net/http, it half-closes first and waits briefly for the client to close.
+func lingeringClose(conn net.Conn) {
+	if hc, ok := conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.Copy(io.Discard, io.LimitReader(conn, lingerBytes))
+	}
 	_ = conn.Close()
 }
+
+// lingerTimeout and lingerBytes bound what lingeringClose waits for.
+const (
+	lingerTimeout = 500 * time.Millisecond
+	lingerBytes   = 256 << 10
+)

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -168,5 +170,55 @@ func TestUpgradeAfterAnotherRequest(t *testing.T) {
 	frame := make([]byte, head[1])
 	if _, err := io.ReadFull(br, frame); err != nil || !strings.Contains(string(frame), `"type":"welcome"`) {
 		t.Fatalf("not the welcome: %q, %v", frame, err)
+	}
+}
+
+// TestReplayConnWritesDirect: a connection handed to net/http (a /ws
+// request after another) keeps its socket's raw writes, so its frames are
+// not all forced through the queue and writer goroutine.
+func TestReplayConnWritesDirect(t *testing.T) {
+	near, far := tcpPair(t)
+	rc := &replayConn{Conn: near, r: bufio.NewReader(near)}
+	tr := newTransport(nil, rc, nil, time.Second)
+	if n, err := tr.TryWrite([]byte("frame")); n != 5 || err != nil {
+		t.Fatalf("TryWrite over a replayConn = %d, %v; want 5, nil", n, err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(far, buf); err != nil || string(buf) != "frame" {
+		t.Fatalf("the peer read %q, %v", buf, err)
+	}
+}
+
+// TestRefusalSurvivesUnreadBody: a refused request whose body is still
+// arriving gets its whole answer, rather than a reset that discards it.
+// (Linux on loopback seldom loses an answer to a reset; this pins that the
+// answer arrives whole and the lingering close ends.)
+func TestRefusalSurvivesUnreadBody(t *testing.T) {
+	g := startGateway(t)
+	const size = 4 << 20
+	conn, br := rawRequest(t, g, fmt.Sprintf("GET /ws HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+	go func() { _, _ = conn.Write(make([]byte, size)) }()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "no body") {
+		t.Fatalf("%d %q %v", resp.StatusCode, body, err)
+	}
+}
+
+// TestRefusalIsJSON: the body of a refusal is valid JSON whatever bytes its
+// message holds.
+func TestRefusalIsJSON(t *testing.T) {
+	near, far := tcpPair(t)
+	go writeRawError(near, http.StatusForbidden, "bad \x01 user \v \U0010ffff")
+	resp, err := http.ReadResponse(bufio.NewReader(far), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || got.Error != "bad \x01 user \v \U0010ffff" {
+		t.Fatalf("body: %+v, %v", got, err)
 	}
 }

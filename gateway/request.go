@@ -87,6 +87,9 @@ func readUpgradeRequest(br *bufio.Reader) (*http.Request, error) {
 		key := canonicalKey(name)
 		switch key {
 		case "Host":
+			if !validHost(value) {
+				return nil, fmt.Errorf("%w: malformed Host header", errBadRequest)
+			}
 			hosts++
 			r.Host = value
 			continue // as net/http: the host is r.Host, not a header
@@ -221,4 +224,20 @@ func queryValue(rawQuery, key string) (string, error) {
 		return url.QueryUnescape(v)
 	}
 	return "", nil
+}
+
+// validHost reports whether h holds only bytes a Host header may hold, as
+// net/http checks (golang.org/x/net/http/httpguts.ValidHostHeader): a
+// hostname, an IP literal and a port, possibly percent-encoded.
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

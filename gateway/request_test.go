@@ -54,6 +54,8 @@ func TestReadUpgradeRequestRefuses(t *testing.T) {
 		"bad version":        "GET /ws HTTP/2.0\r\nHost: a\r\n\r\n",
 		"short line":         "GET /ws\r\nHost: a\r\n\r\n",
 		"truncated":          "GET /ws HTTP/1.1\r\nHost: a\r\n",
+		"space in host":      "GET /ws HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"slash in host":      "GET /ws HTTP/1.1\r\nHost: a/b\r\n\r\n",
 	} {
 		if r, err := parse(req); err == nil {
 			t.Errorf("%s: accepted as %+v", name, r)

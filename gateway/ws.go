@@ -74,6 +74,10 @@ type transport struct {
 	// and during each Write. gws's own writes take it (see socketConn).
 	boundary sync.Mutex
 	midFrame bool // boundary is held across calls, by a partial TryWrite
+	// finished is set, under boundary, once nothing more may be written: a
+	// close frame is on the socket, or a write failed, possibly inside a
+	// frame, after which a close frame would only corrupt the stream.
+	finished bool
 }
 
 var _ session.Transport = (*transport)(nil)
@@ -90,8 +94,16 @@ func newTransport(socket *gws.Conn, conn net.Conn, response []byte, timeout time
 
 // TryWrite makes one non-blocking write(2). Go's sockets are non-blocking;
 // returning true from the callback stops RawConn from waiting for room.
+// It never waits: while gws writes a close frame of its own, it writes
+// nothing, and the session queues p for its writer.
 func (t *transport) TryWrite(p []byte) (n int, err error) {
-	t.boundary.Lock()
+	if !t.boundary.TryLock() {
+		return 0, nil
+	}
+	if t.finished {
+		t.boundary.Unlock()
+		return 0, net.ErrClosed
+	}
 	if t.response != nil {
 		n, err = t.tryWriteAfterResponse(p)
 	} else {
@@ -101,6 +113,9 @@ func (t *transport) TryWrite(p []byte) (n int, err error) {
 		// The rest goes with the writer's next Write, which unlocks.
 		t.midFrame = true
 		return n, nil
+	}
+	if err != nil {
+		t.finished = true
 	}
 	t.boundary.Unlock()
 	return n, err
@@ -203,6 +218,18 @@ func (t *transport) Write(bufs [][]byte) error {
 	}
 	t.midFrame = false
 	defer t.boundary.Unlock()
+	if t.finished {
+		return net.ErrClosed
+	}
+	err := t.write(bufs)
+	if err != nil {
+		t.finished = true
+	}
+	return err
+}
+
+// write is Write under the boundary lock.
+func (t *transport) write(bufs [][]byte) error {
 	if err := t.flushResponse(); err != nil {
 		return err
 	}
@@ -241,17 +268,54 @@ func (t *transport) Write(bufs [][]byte) error {
 }
 
 // Close sends the close frame, bounded by the write timeout, and closes.
+// After a failed write it only closes: the socket may be inside a frame.
 func (t *transport) Close(d session.Disconnect) error {
-	if err := t.flushResponse(); err != nil {
+	t.boundary.Lock()
+	err := t.flushResponse()
+	if err != nil {
+		t.finished = true
+	}
+	t.boundary.Unlock()
+	if err != nil {
 		_ = t.conn.Close()
 		return err
 	}
-	_ = t.conn.SetWriteDeadline(time.Now().Add(t.timeout))
-	err := t.socket.WriteClose(uint16(d.Code), []byte(d.Reason))
-	if errors.Is(err, gws.ErrConnClosed) {
-		// gws had closed it already (the client closed first).
+	err = t.socket.WriteClose(uint16(d.Code), []byte(d.Reason))
+	if errors.Is(err, gws.ErrConnClosed) || errors.Is(err, net.ErrClosed) {
+		// gws had closed it already (the client closed first), or the
+		// socket was finished.
 		err = nil
 	}
 	_ = t.conn.Close()
 	return err
+}
+
+// writeOwn writes a frame gws makes on its own (once attached, only close
+// frames: pings are answered by the session) at a frame boundary, bounded
+// by the write timeout; nothing is written after it.
+func (t *transport) writeOwn(p []byte) (int, error) {
+	t.boundary.Lock()
+	defer t.boundary.Unlock()
+	if t.finished {
+		return 0, net.ErrClosed
+	}
+	if err := t.flushResponse(); err != nil {
+		t.finished = true
+		return 0, err
+	}
+	if len(p) > 0 && p[0]&0x0f == byte(gws.OpcodeCloseConnection) {
+		t.finished = true
+	}
+	if err := t.conn.SetWriteDeadline(time.Now().Add(t.timeout)); err != nil {
+		t.finished = true
+		return 0, err
+	}
+	n, err := t.conn.Write(p)
+	if err != nil {
+		t.finished = true
+	}
+	if derr := t.conn.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	return n, err
 }

@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/pushgrid/pushgrid/session"
 )
 
 // tcpPair returns both ends of a loopback TCP connection, closed when the
@@ -84,5 +89,99 @@ func TestOwnWritesWaitForFrameBoundary(t *testing.T) {
 	b := <-got
 	if len(b) != len(big)+5 || !bytes.Equal(b[len(big):], []byte("CLOSE")) || bytes.Contains(b[:len(big)], []byte("C")) {
 		t.Fatalf("the peer read %d bytes; gws's write landed inside the frame: tail %q", len(b), b[max(0, len(b)-10):])
+	}
+}
+
+// TestTryWriteNeverWaits: while gws writes a frame of its own to a client
+// that does not read (which can take up to the write timeout), TryWrite
+// returns at once having written nothing, so the caller queues the frame
+// instead of stalling a channel's dispatcher behind one socket.
+func TestTryWriteNeverWaits(t *testing.T) {
+	near, _ := tcpPair(t)
+	tr := newTransport(nil, near, nil, 2*time.Second)
+	sc := &socketConn{Conn: near, t: tr}
+	own := make(chan error, 1)
+	go func() {
+		_, err := sc.Write(bytes.Repeat([]byte("p"), 32<<20)) // blocks: nobody reads
+		own <- err
+	}()
+	for tr.boundary.TryLock() { // until gws's write holds the boundary
+		tr.boundary.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if n, err := tr.TryWrite([]byte("frame")); n != 0 || err != nil {
+			t.Errorf("TryWrite during gws's write = %d, %v; want 0, nil", n, err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("TryWrite waited for gws's write")
+	}
+	// gws's own write is bounded by the write timeout.
+	select {
+	case err := <-own:
+		if err == nil {
+			t.Fatal("a write to a client that never reads succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gws's own write was not bounded by the write timeout")
+	}
+}
+
+// TestNothingAfterCloseFrame: once gws has written a close frame, the
+// session's writes are refused rather than following it on the wire.
+func TestNothingAfterCloseFrame(t *testing.T) {
+	near, far := tcpPair(t)
+	tr := newTransport(nil, near, nil, time.Second)
+	sc := &socketConn{Conn: near, t: tr}
+	if _, err := sc.Write([]byte{0x88, 0x02, 0x03, 0xe8}); err != nil { // close 1000
+		t.Fatal(err)
+	}
+	if n, err := tr.TryWrite([]byte("late")); n != 0 || err == nil {
+		t.Errorf("TryWrite after the close frame = %d, %v; want an error", n, err)
+	}
+	if err := tr.Write([][]byte{[]byte("late")}); err == nil {
+		t.Error("Write after the close frame succeeded")
+	}
+	_ = near.Close()
+	if got, _ := io.ReadAll(far); !bytes.Equal(got, []byte{0x88, 0x02, 0x03, 0xe8}) {
+		t.Fatalf("the peer read %q, want the close frame alone", got)
+	}
+}
+
+// TestNoCloseFrameAfterFailedWrite: a write that failed may have left a
+// frame half on the socket, so Close then sends no close frame into it.
+func TestNoCloseFrameAfterFailedWrite(t *testing.T) {
+	near, far := tcpPair(t)
+	r, err := parse(upgradeRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &socketConn{Conn: near}
+	socket, err := gws.NewUpgrader(&gws.BuiltinEventHandler{}, nil).UpgradeFromConn(sc, bufio.NewReader(near), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(socket, near, nil, 200*time.Millisecond)
+	sc.t = tr
+	big := bytes.Repeat([]byte("f"), 32<<20)
+	if err := tr.Write([][]byte{big}); err == nil { // nobody reads: times out midway
+		t.Fatal("a 32 MiB write to a client that never reads succeeded")
+	}
+	// Now the peer reads everything there is.
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(far)
+		got <- b
+	}()
+	_ = tr.Close(session.Disconnect{Code: 1000, Reason: "write failed"})
+	b := <-got
+	_, frames, _ := bytes.Cut(b, []byte("\r\n\r\n"))
+	if len(frames) == 0 || len(frames) == len(big) || bytes.IndexByte(frames, 0x88) >= 0 {
+		t.Fatalf("after %d bytes of a torn frame the peer read a close frame", len(frames))
 	}
 }

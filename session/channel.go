@@ -7,14 +7,20 @@ import "sync"
 // bus's own bounded queue instead of growing without limit here.
 const maxChannelBacklog = 8 << 20
 
+// batchShare is the part of a connection's queue bound one batch may fill
+// at most: a member whose socket is full for a moment queues a whole batch,
+// so a batch near the bound would cut a member that is only briefly behind.
+const batchShare = 4
+
 // channel is one channel's members on this node and its dispatcher.
 //
 // Messages arrive one by one from the bus and are appended, already framed,
-// to backlog. One dispatcher goroutine at a time takes the whole backlog and
-// hands that single buffer to every member: while it is busy, new messages
-// gather into the next backlog, so under load each member receives many
-// frames in one write, and the frames are encoded once per node whatever
-// the number of members.
+// to the newest batch. One dispatcher goroutine at a time takes the waiting
+// batches and hands each, a single buffer, to every member: while it is
+// busy, new messages gather into the next batch, so under load each member
+// receives many frames in one write, and the frames are encoded once per
+// node whatever the number of members. A batch holds at most a quarter of a
+// connection's queue bound (see batchShare).
 type channel struct {
 	name string
 	hub  *Hub
@@ -24,11 +30,17 @@ type channel struct {
 	index   map[*Conn]int
 	dead    bool // removed from the hub; a joiner must look again
 
-	qmu     sync.Mutex // guards backlog, frames, running
-	room    sync.Cond  // on qmu: signalled when the backlog is taken
-	backlog []byte
-	frames  int
+	qmu     sync.Mutex // guards batches, queued, running
+	room    sync.Cond  // on qmu: signalled when the batches are taken
+	batches []batch    // waiting for the dispatcher, oldest first
+	queued  int        // bytes in batches
 	running bool
+}
+
+// batch is a run of encoded frames every member gets in one send.
+type batch struct {
+	buf    []byte
+	frames int
 }
 
 func newChannel(h *Hub, name string) *channel {
@@ -81,15 +93,22 @@ func (ch *channel) size() int {
 
 // deliver queues payload for every member. It never waits for a member.
 func (ch *channel) deliver(payload []byte) {
+	size := wsHeaderLen(len(payload)) + len(payload)
+	cfg := &ch.hub.cfg
+	maxFrames, maxBytes := max(cfg.QueueFrames/batchShare, 1), cfg.QueueBytes/batchShare
 	ch.qmu.Lock()
-	for len(ch.backlog) > maxChannelBacklog {
+	for ch.queued > maxChannelBacklog {
 		ch.room.Wait()
 	}
-	if ch.backlog == nil {
-		ch.backlog = make([]byte, 0, 2*(wsHeaderLen(len(payload))+len(payload)))
+	last := len(ch.batches) - 1
+	if last < 0 || ch.batches[last].frames >= maxFrames || len(ch.batches[last].buf)+size > maxBytes {
+		ch.batches = append(ch.batches, batch{buf: make([]byte, 0, 2*size)})
+		last++
 	}
-	ch.backlog = appendFrame(ch.backlog, opText, payload)
-	ch.frames++
+	b := &ch.batches[last]
+	b.buf = appendFrame(b.buf, opText, payload)
+	b.frames++
+	ch.queued += size
 	if !ch.running {
 		ch.running = true
 		go ch.dispatch()
@@ -97,30 +116,37 @@ func (ch *channel) deliver(payload []byte) {
 	ch.qmu.Unlock()
 }
 
-// dispatch hands backlogs to the members until none is left.
+// dispatch hands batches to the members until none is left.
 func (ch *channel) dispatch() {
+	var spare []batch
 	for {
 		ch.qmu.Lock()
-		batch, frames := ch.backlog, ch.frames
-		if len(batch) == 0 {
+		batches := ch.batches
+		if len(batches) == 0 {
 			ch.running = false
 			ch.qmu.Unlock()
 			return
 		}
-		// The batch now belongs to the members' outboxes, which may keep
-		// it; the next message starts a new buffer.
-		ch.backlog, ch.frames = nil, 0
+		// The buffers now belong to the members' outboxes, which may keep
+		// them; the next message starts a new one.
+		ch.batches, ch.queued = spare[:0], 0
 		ch.room.Broadcast()
 		ch.qmu.Unlock()
 
 		ch.mu.RLock()
-		n := 0
-		for _, c := range ch.members {
-			if c.out.send(batch, frames) {
-				n++
+		delivered := 0
+		for _, b := range batches {
+			n := 0
+			for _, c := range ch.members {
+				if c.out.send(b.buf, b.frames) {
+					n++
+				}
 			}
+			delivered += n * b.frames
 		}
 		ch.mu.RUnlock()
-		ch.hub.stats.delivered.Add(uint64(n * frames))
+		ch.hub.stats.delivered.Add(uint64(delivered))
+		clear(batches)
+		spare = batches
 	}
 }

@@ -136,6 +136,9 @@ func (h *Hub) closedByServer(c *Conn, d Disconnect) {
 // order (Enqueue does that for a read loop).
 func (h *Hub) Receive(c *Conn, data []byte) {
 	h.stats.received.Add(1)
+	if c.out.isClosed() {
+		return // the server closed c (say, for its rate): it is not heard any more
+	}
 	f, perr := DecodeFrame(data)
 	if !c.allow(time.Since(h.epoch), h.cfg.Rate, h.cfg.Burst) {
 		c.strikes++
@@ -176,8 +179,9 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 	}
 }
 
-// Binary answers a binary frame from c: close 1003.
-func (h *Hub) Binary(c *Conn) { c.Close(DisconnectBinary) }
+// Binary answers a binary frame from c with close 1003, once the frames
+// that came before it are handled.
+func (h *Hub) Binary(c *Conn) { h.Enqueue(c, binaryFrame{}) }
 
 func (h *Hub) sendError(c *Conn, e *Error, id []byte) {
 	h.stats.countError(e.Code)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ type fakeTransport struct {
 	buf     []byte
 	closed  *Disconnect
 	full    bool
+	room    int // while full: bytes TryWrite still takes
 	release chan struct{}
 }
 
@@ -27,7 +29,10 @@ func (t *fakeTransport) TryWrite(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.full {
-		return 0, nil
+		n := min(t.room, len(p))
+		t.room -= n
+		t.buf = append(t.buf, p[:n]...)
+		return n, nil
 	}
 	t.buf = append(t.buf, p...)
 	return len(p), nil
@@ -324,6 +329,90 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	if h.Stats().SlowConsumers != 1 {
 		t.Fatal("slow consumer not counted")
+	}
+}
+
+// TestSlowConsumerAfterPartialWrite: a member whose socket took part of a
+// frame is still held to its queue bound, and its discarded backlog keeps
+// only the rest of that frame, so the close frame follows a whole frame.
+func TestSlowConsumerAfterPartialWrite(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{QueueFrames: 10})
+	slow := &fakeTransport{release: make(chan struct{})}
+	b, _ := h.Connect(slow, "", netip.Addr{})
+	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
+	waitFrame(t, slow, `"type":"control"`)
+	ch := b.channel("c")
+	// The dispatcher takes the first message, then waits while the
+	// other 29 gather.
+	ch.mu.Lock()
+	for i := 0; i < 30; i++ {
+		h.DeliverChannel("c", []byte(fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	slow.mu.Lock()
+	// The first frame fits, and 3 bytes of the second: a frame is cut.
+	slow.full, slow.room = true, len(textFrame([]byte(`{"n":0}`)))+3
+	slow.mu.Unlock()
+	ch.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for !b.out.isClosed() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(slow.release)
+	for slow.closedWith() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if d := slow.closedWith(); d == nil || d.Code != CloseSlowConsumer {
+		t.Fatalf("closed with %v, want 4001", d)
+	}
+	got := slow.frames()
+	if want := []string{`{"n":0}`, `{"n":1}`}; len(got) < 2 || !slices.Equal(got[len(got)-2:], want) ||
+		strings.Contains(strings.Join(got, ""), `{"n":2}`) {
+		t.Fatalf("frames %q, want the cut frame completed and nothing after it", got)
+	}
+}
+
+// message is a client frame for Enqueue.
+type message []byte
+
+func (m message) Bytes() []byte { return m }
+func (m message) Close() error  { return nil }
+
+// TestBinaryClosesInOrder: the close for a binary frame comes after the
+// answers to the frames the client sent before it.
+func TestBinaryClosesInOrder(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", netip.Addr{})
+	h.Enqueue(c, message(`{"type":"join","channel":"c","id":1}`))
+	h.Binary(c)
+	deadline := time.Now().Add(2 * time.Second)
+	for tr.closedWith() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if d := tr.closedWith(); d == nil || d.Code != CloseUnsupported {
+		t.Fatalf("closed with %v, want 1003", d)
+	}
+	waitFrame(t, tr, `"joined"`)
+}
+
+// TestNotHeardAfterClose: once the server has closed a connection, the
+// frames it still sends are not handled.
+func TestNotHeardAfterClose(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	ta, tb := &fakeTransport{}, &fakeTransport{}
+	a, _ := h.Connect(ta, "", netip.Addr{})
+	b, _ := h.Connect(tb, "", netip.Addr{})
+	h.Receive(a, []byte(`{"type":"join","channel":"c"}`))
+	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
+	waitFrame(t, tb, `"joined"`)
+	a.Close(DisconnectRateLimit)
+	h.Receive(a, []byte(`{"type":"chat","channel":"c","msg":"late"}`))
+	h.Receive(b, []byte(`{"type":"chat","channel":"c","msg":"on time"}`))
+	waitFrame(t, tb, `"on time"`)
+	for _, f := range tb.frames() {
+		if strings.Contains(f, `"late"`) {
+			t.Fatal("a chat sent after the server closed its connection was published")
+		}
 	}
 }
 

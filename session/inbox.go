@@ -12,6 +12,13 @@ type Message interface {
 	Close() error
 }
 
+// binaryFrame stands in the inbox for a binary frame, so that the close it
+// earns follows the answers to the frames that came before it.
+type binaryFrame struct{}
+
+func (binaryFrame) Bytes() []byte { return nil }
+func (binaryFrame) Close() error  { return nil }
+
 // maxInbox is how many frames of one connection may wait to be handled
 // before its reader waits: a client cannot queue work faster than the
 // node does it.
@@ -126,7 +133,11 @@ func (h *Hub) work(c *Conn) {
 		in.wake()
 		in.mu.Unlock()
 
-		h.Receive(c, m.Bytes())
+		if _, binary := m.(binaryFrame); binary {
+			c.Close(DisconnectBinary)
+		} else {
+			h.Receive(c, m.Bytes())
+		}
 		_ = m.Close()
 	}
 }

@@ -26,8 +26,11 @@ type outbox struct {
 	// already on the socket: dropping it would cut a frame in half, so a
 	// slow consumer's discard keeps it. Guarded by mu.
 	partial bool
-	closing *Disconnect
-	closed  bool // guarded by mu; nothing more is accepted
+	// partialRest is how much of pending[0] is the rest of the frame that
+	// is half on the socket, when partial; the discard keeps only that.
+	partialRest int
+	closing     *Disconnect
+	closed      bool // guarded by mu; nothing more is accepted
 }
 
 // send queues p, which holds n whole frames. The outbox keeps p: the caller
@@ -56,17 +59,24 @@ func (o *outbox) send(p []byte, n int) bool {
 		o.writing = true
 		go o.writer()
 		if w > 0 {
-			// Its head is on the socket, so the rest is queued whatever
-			// the bound; the next send finds the queue over it.
+			// Its head is on the socket: the rest of the frame it cut
+			// must follow, even if the rest of p is over the bound.
 			o.pending = append(o.pending, p[w:])
 			o.partial = true
+			o.partialRest = frameRest(p, w)
 			o.frames += n
 			o.bytes += len(p) - w
+			if o.overBound(0, 0) {
+				o.closeLocked(DisconnectSlowConsumer, true)
+				o.mu.Unlock()
+				o.c.hub.closedByServer(o.c, DisconnectSlowConsumer)
+				return false
+			}
 			o.mu.Unlock()
 			return true
 		}
 	}
-	if cfg := &o.c.hub.cfg; o.frames+n > cfg.QueueFrames || o.bytes+len(p) > cfg.QueueBytes {
+	if o.overBound(n, len(p)) {
 		o.closeLocked(DisconnectSlowConsumer, true)
 		o.mu.Unlock()
 		o.c.hub.closedByServer(o.c, DisconnectSlowConsumer)
@@ -77,6 +87,20 @@ func (o *outbox) send(p []byte, n int) bool {
 	o.bytes += len(p)
 	o.mu.Unlock()
 	return true
+}
+
+// overBound reports whether the queue, with n more frames of size bytes,
+// passes its bound; callers hold o.mu.
+func (o *outbox) overBound(n, size int) bool {
+	cfg := &o.c.hub.cfg
+	return o.frames+n > cfg.QueueFrames || o.bytes+size > cfg.QueueBytes
+}
+
+// isClosed reports whether the outbox accepts no more frames.
+func (o *outbox) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
 }
 
 // close stops accepting frames; what is queued is still written, then the
@@ -97,11 +121,12 @@ func (o *outbox) closeLocked(d Disconnect, discard bool) {
 	o.closed = true
 	o.closing = &d
 	if discard {
-		if o.partial {
-			o.pending = o.pending[:1]
+		if o.partial && o.partialRest > 0 {
+			o.pending = append(o.pending[:0], o.pending[0][:o.partialRest])
 		} else {
 			o.pending = nil
 		}
+		o.partial = false
 	}
 	if !o.writing {
 		o.writing = true

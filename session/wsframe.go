@@ -44,3 +44,36 @@ func appendFrame(dst []byte, opcode byte, payload []byte) []byte {
 func textFrame(payload []byte) []byte {
 	return appendFrame(make([]byte, 0, wsHeaderLen(len(payload))+len(payload)), opText, payload)
 }
+
+// frameRest returns how many bytes from offset w of p, a run of whole
+// frames as appendFrame writes them, belong to the frame byte w lies in: 0
+// if w is on a frame boundary. If p does not parse, it is all of p from w,
+// which never cuts a frame.
+func frameRest(p []byte, w int) int {
+	i := 0
+	for i < w {
+		rest := len(p) - i
+		if rest < 2 {
+			return len(p) - w
+		}
+		n, h := int(p[i+1]&0x7f), 2
+		switch n {
+		case 126:
+			if rest < 4 {
+				return len(p) - w
+			}
+			n, h = int(binary.BigEndian.Uint16(p[i+2:])), 4
+		case 127:
+			if rest < 10 {
+				return len(p) - w
+			}
+			n64 := binary.BigEndian.Uint64(p[i+2:])
+			if n64 > uint64(len(p)) {
+				return len(p) - w
+			}
+			n, h = int(n64), 10
+		}
+		i += h + n
+	}
+	return min(i, len(p)) - w
+}
