@@ -269,8 +269,15 @@ func (t *transport) write(bufs [][]byte) error {
 
 // Close sends the close frame, bounded by the write timeout, and closes.
 // After a failed write it only closes: the socket may be inside a frame.
+//
+// A partial TryWrite may still hold the boundary, as for Write: the session
+// closes right after one when it discarded the rest, which it does only if
+// the part written ended on a frame boundary.
 func (t *transport) Close(d session.Disconnect) error {
-	t.boundary.Lock()
+	if !t.midFrame {
+		t.boundary.Lock()
+	}
+	t.midFrame = false
 	err := t.flushResponse()
 	if err != nil {
 		t.finished = true

@@ -185,3 +185,46 @@ func TestNoCloseFrameAfterFailedWrite(t *testing.T) {
 		t.Fatalf("after %d bytes of a torn frame the peer read a close frame", len(frames))
 	}
 }
+
+// TestCloseAfterPartialTryWrite: when the session discards what followed a
+// partial write that ended on a frame boundary (a slow consumer), Close is
+// the next call and must not wait for the boundary the partial write holds.
+func TestCloseAfterPartialTryWrite(t *testing.T) {
+	near, far := tcpPair(t)
+	r, err := parse(upgradeRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &socketConn{Conn: near}
+	socket, err := gws.NewUpgrader(&gws.BuiltinEventHandler{}, nil).UpgradeFromConn(sc, bufio.NewReader(near), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(socket, near, nil, 5*time.Second)
+	sc.t = tr
+	big := bytes.Repeat([]byte("f"), 32<<20) // more than the socket buffers take
+	n, err := tr.TryWrite(big)
+	if err != nil || n == 0 || n == len(big) {
+		t.Fatalf("TryWrite = %d, %v; want a partial write", n, err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(far)
+		got <- b
+	}()
+	closed := make(chan error, 1)
+	go func() { closed <- tr.Close(session.Disconnect{Code: 4001, Reason: "slow consumer"}) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close after a partial TryWrite never returned")
+	}
+	b := <-got
+	_, frames, _ := bytes.Cut(b, []byte("\r\n\r\n"))
+	if want := []byte{0x88, 15, 0x0f, 0xa1}; !bytes.HasSuffix(frames, append(want, "slow consumer"...)) {
+		t.Fatalf("the peer's last bytes are %q, want close 4001", frames[max(0, len(frames)-20):])
+	}
+}

@@ -4,7 +4,9 @@ package session
 // implements it over a gws connection.
 type Transport interface {
 	// TryWrite writes as much of p as the socket takes without blocking and
-	// returns how much that was.
+	// returns how much that was. After a partial write the next call is
+	// Write, with at least the rest of the frame it cut, or Close if it cut
+	// none.
 	TryWrite(p []byte) (int, error)
 	// Write writes every buffer, blocking until done or failed (the
 	// transport bounds how long).
