@@ -16,23 +16,24 @@ import (
 
 // BenchCmd runs the load generator against any pushgrid cluster.
 type BenchCmd struct {
-	URL      []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
-	NATS     string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
-	Prefix   string        `default:"${nats_prefix}" help:"Subject prefix of the cluster."`
-	Subs     int           `default:"1000" help:"Subscriber connections."`
-	Channels int           `default:"1" help:"Channels; subscribers are spread over them."`
-	Rate     string        `default:"0" help:"Messages per second of each step, a comma list; 0 = as fast as subscribers keep up, with --window messages in flight; empty = connect, join, hold."`
-	Duration time.Duration `default:"10s" help:"Measured time of each step."`
-	Warmup   time.Duration `default:"1s" help:"Unmeasured time before each step."`
-	Hold     time.Duration `default:"5s" help:"With an empty --rate: how long the joined connections stay."`
-	Size     int           `default:"64" help:"Payload bytes."`
-	Window   int           `default:"64" help:"Closed loop: messages in flight."`
-	SrcIPs   string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
-	Dialers  int           `default:"64" help:"Connections being opened at once."`
-	Timeout  time.Duration `default:"120s" help:"Bound of the connect phase."`
-	PID      int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
-	Procs    int           `default:"1" help:"OS threads for the load generator (GOMAXPROCS); keep it low on the server's machine."`
-	JSON     bool          `name:"json" help:"Print the result as JSON."`
+	URL        []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
+	NATS       string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
+	Prefix     string        `default:"${nats_prefix}" help:"Subject prefix of the cluster."`
+	Subs       int           `default:"1000" help:"Subscriber connections."`
+	Channels   int           `default:"1" help:"Channels; subscribers are spread over them."`
+	Rate       string        `default:"0" help:"Messages per second of each step, a comma list; 0 = as fast as subscribers keep up, with --window messages in flight; empty = connect, join, hold."`
+	Duration   time.Duration `default:"10s" help:"Measured time of each step."`
+	Warmup     time.Duration `default:"1s" help:"Unmeasured time before each step."`
+	Hold       time.Duration `default:"5s" help:"With an empty --rate: how long the joined connections stay."`
+	Size       int           `default:"64" help:"Payload bytes."`
+	Window     int           `default:"64" help:"Closed loop: messages in flight."`
+	SrcIPs     string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
+	UserPrefix string        `name:"user-prefix" default:"bench" help:"Subscriber i connects as user <prefix><i>; empty: anonymous (a node rate-limits anonymous connections per client IP)."`
+	Dialers    int           `default:"64" help:"Connections being opened at once."`
+	Timeout    time.Duration `default:"120s" help:"Bound of the connect phase."`
+	PID        int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
+	Procs      int           `default:"1" help:"OS threads for the load generator (GOMAXPROCS); keep it low on the server's machine."`
+	JSON       bool          `name:"json" help:"Print the result as JSON."`
 }
 
 func (b *BenchCmd) Run(e *env) error {
@@ -47,7 +48,7 @@ func (b *BenchCmd) Run(e *env) error {
 	}
 	cfg := bench.Config{
 		URLs: b.URL, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
-		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips,
+		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips, UserPrefix: b.UserPrefix,
 		Dialers: b.Dialers, Timeout: b.Timeout, PID: b.PID,
 	}
 	if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {

@@ -26,13 +26,18 @@ import (
 type Settings struct {
 	Node string `toml:"node" env:"PUSHGRID_NODE" help:"Node name, unique in the cluster (default: the host name)."`
 
-	Listen         string        `toml:"gateway.listen" env:"PUSHGRID_LISTEN" default:"${gateway_listen}" help:"WebSocket and HTTP address."`
-	Workers        int           `toml:"gateway.workers" env:"PUSHGRID_WORKERS" default:"0" help:"SO_REUSEPORT worker listeners (0: one per CPU)."`
-	Sticky         string        `toml:"gateway.sticky" env:"PUSHGRID_STICKY" default:"ip" enum:"ip,none" help:"Steer each client IP to one worker (ip) or not (none)."`
-	TrustedProxies []string      `toml:"gateway.trusted_proxies" env:"PUSHGRID_TRUSTED_PROXIES" name:"trusted-proxy" help:"CIDR or address whose X-Forwarded-For is believed (repeatable)."`
-	Drain          time.Duration `toml:"gateway.drain" env:"PUSHGRID_DRAIN" default:"${gateway_drain}" help:"How long clients are still served after a shutdown signal before they are closed with 1001."`
-	WriteTimeout   time.Duration `toml:"gateway.write_timeout" env:"PUSHGRID_WRITE_TIMEOUT" default:"${gateway_write_timeout}" help:"Longest blocking write to one client."`
-	Auth           string        `toml:"gateway.auth" env:"PUSHGRID_AUTH" default:"none" enum:"none" help:"How users are identified before the upgrade (none: the user query parameter)."`
+	Listen           string        `toml:"gateway.listen" env:"PUSHGRID_LISTEN" default:"${gateway_listen}" help:"WebSocket and HTTP address."`
+	Workers          int           `toml:"gateway.workers" env:"PUSHGRID_WORKERS" default:"0" help:"SO_REUSEPORT worker listeners (0: one per CPU)."`
+	Sticky           string        `toml:"gateway.sticky" env:"PUSHGRID_STICKY" default:"ip" enum:"ip,none" help:"Steer each client IP to one worker (ip) or not (none)."`
+	TrustedProxies   []string      `toml:"gateway.trusted_proxies" env:"PUSHGRID_TRUSTED_PROXIES" name:"trusted-proxy" help:"CIDR or address whose X-Forwarded-For is believed (repeatable)."`
+	Origins          []string      `toml:"gateway.origins" env:"PUSHGRID_ORIGINS" name:"origin" help:"A browser origin besides the gateway's own host that may connect, such as https://app.example.com or https://*.example.com; * for any (repeatable)."`
+	Drain            time.Duration `toml:"gateway.drain" env:"PUSHGRID_DRAIN" default:"${gateway_drain}" help:"How long clients are still served after a shutdown signal before they are closed with 1001."`
+	WriteTimeout     time.Duration `toml:"gateway.write_timeout" env:"PUSHGRID_WRITE_TIMEOUT" default:"${gateway_write_timeout}" help:"Longest blocking write to one client, and longest response to a plain HTTP request."`
+	HandshakeTimeout time.Duration `toml:"gateway.handshake_timeout" env:"PUSHGRID_HANDSHAKE_TIMEOUT" default:"${gateway_handshake_timeout}" help:"A request head must arrive within it, and a request body within it again."`
+	IdleTimeout      time.Duration `toml:"gateway.idle_timeout" env:"PUSHGRID_IDLE_TIMEOUT" default:"${gateway_idle_timeout}" help:"An idle keep-alive HTTP connection is closed after it."`
+	FrameTimeout     time.Duration `toml:"gateway.frame_timeout" env:"PUSHGRID_FRAME_TIMEOUT" default:"${gateway_frame_timeout}" help:"A client frame (or fragmented message) that has started must end within it, else close 1008."`
+	MaxConnections   int           `toml:"gateway.max_connections" env:"PUSHGRID_MAX_CONNECTIONS" default:"0" help:"Client connections at once; more are answered 503 (0: the open-file limit less a reserve)."`
+	Auth             string        `toml:"gateway.auth" env:"PUSHGRID_AUTH" default:"none" enum:"none" help:"How users are identified before the upgrade (none: the user query parameter)."`
 
 	NATSListen    string        `toml:"nats.listen" env:"PUSHGRID_NATS_LISTEN" name:"nats-listen" default:"${nats_listen}" help:"Embedded NATS client address, for backends."`
 	ClusterListen string        `toml:"nats.cluster_listen" env:"PUSHGRID_CLUSTER_LISTEN" help:"Route address for other nodes (off unless set or --seed is given; then :6222)."`
@@ -49,6 +54,7 @@ type Settings struct {
 	QueueFrames     int           `toml:"session.queue_frames" env:"PUSHGRID_QUEUE_FRAMES" default:"${session_queue_frames}" help:"Outgoing queue bound in frames; past it the client is closed with 4001."`
 	QueueBytes      int           `toml:"session.queue_bytes" env:"PUSHGRID_QUEUE_BYTES" default:"${session_queue_bytes}" help:"Outgoing queue bound in bytes; past it the client is closed with 4001."`
 	RequestTimeout  time.Duration `toml:"session.request_timeout" env:"PUSHGRID_REQUEST_TIMEOUT" default:"${session_request_timeout}" help:"How long a custom frame with an id waits for a backend's reply."`
+	MaxRequests     int           `toml:"session.max_requests" env:"PUSHGRID_MAX_REQUESTS" default:"${session_max_requests}" help:"Custom frames with an id one connection may have waiting for a reply; more get too_many_requests."`
 	PresenceLimit   int           `toml:"session.presence_limit" env:"PUSHGRID_PRESENCE_LIMIT" default:"0" help:"Stop join/leave control frames in channels with more members than this on a node (0: never, as PROTOCOL.md says)."`
 	PrivatePrefix   string        `toml:"session.private_prefix" env:"PUSHGRID_PRIVATE_PREFIX" default:"${session_private_prefix}" help:"Channels starting with it (@alice, @alice.inbox) are joinable only by that user; none turns it off."`
 
@@ -59,6 +65,10 @@ type Settings struct {
 
 const defaultAdminListen = "127.0.0.1:6003"
 
+// frameEnvelope bounds what a chat frame adds to the client's msg: type,
+// channel and user (each at most 128 bytes) and the punctuation.
+const frameEnvelope = 1024
+
 // defaultVars feeds the packages' default constants into the flag
 // defaults, so each default is written once.
 func defaultVars() kong.Vars {
@@ -66,6 +76,9 @@ func defaultVars() kong.Vars {
 		"gateway_listen":            gateway.DefaultListen,
 		"gateway_drain":             gateway.DefaultDrain.String(),
 		"gateway_write_timeout":     gateway.DefaultWriteTimeout.String(),
+		"gateway_handshake_timeout": gateway.DefaultHandshakeTimeout.String(),
+		"gateway_idle_timeout":      gateway.DefaultIdleTimeout.String(),
+		"gateway_frame_timeout":     gateway.DefaultFrameTimeout.String(),
 		"nats_listen":               broker.DefaultListen,
 		"nats_cluster_name":         broker.DefaultClusterName,
 		"nats_prefix":               broker.DefaultPrefix,
@@ -77,6 +90,7 @@ func defaultVars() kong.Vars {
 		"session_queue_frames":      strconv.Itoa(session.DefaultQueueFrames),
 		"session_queue_bytes":       strconv.Itoa(session.DefaultQueueBytes),
 		"session_request_timeout":   session.DefaultRequestTimeout.String(),
+		"session_max_requests":      strconv.Itoa(session.DefaultMaxRequests),
 		"session_private_prefix":    session.DefaultPrivatePrefix,
 		"admin_listen":              defaultAdminListen,
 	}
@@ -108,24 +122,31 @@ func (s *Settings) configs() (Configs, error) {
 	if s.Seeds == nil {
 		s.Seeds = []string{}
 	}
+	if s.Origins == nil {
+		s.Origins = []string{}
+	}
 	c.Node = s.Node
 	if c.Node == "" {
 		c.Node = defaultNodeName()
 	}
 	c.Gateway = gateway.Config{
-		Listen: s.Listen, Workers: s.Workers, Sticky: s.Sticky, TrustedProxies: s.TrustedProxies,
-		Drain: s.Drain, WriteTimeout: s.WriteTimeout, Auth: s.Auth,
+		Listen: s.Listen, Workers: s.Workers, Sticky: s.Sticky, TrustedProxies: s.TrustedProxies, Origins: s.Origins,
+		Drain: s.Drain, WriteTimeout: s.WriteTimeout, HandshakeTimeout: s.HandshakeTimeout, IdleTimeout: s.IdleTimeout,
+		FrameTimeout: s.FrameTimeout, MaxConnections: s.MaxConnections, Auth: s.Auth,
 	}
 	c.NATS = broker.Config{
 		Listen: s.NATSListen, ClusterListen: s.ClusterListen, Seeds: s.Seeds, ClusterName: s.ClusterName,
 		URL: s.NATSURL, Prefix: s.Prefix, Heartbeat: s.Heartbeat, Node: c.Node,
+		// The largest payload the node publishes: a client frame whole (a
+		// custom frame), or a chat's msg in its envelope.
+		MaxPayload: s.MaxMessageBytes + frameEnvelope,
 	}
 	if c.NATS.ClusterListen == "" && len(c.NATS.Seeds) > 0 {
 		c.NATS.ClusterListen = broker.DefaultClusterListen
 	}
 	c.Session = session.Config{
 		MaxMessageBytes: s.MaxMessageBytes, MaxChannels: s.MaxChannels, Rate: s.Rate, Burst: s.Burst,
-		QueueFrames: s.QueueFrames, QueueBytes: s.QueueBytes, RequestTimeout: s.RequestTimeout,
+		QueueFrames: s.QueueFrames, QueueBytes: s.QueueBytes, RequestTimeout: s.RequestTimeout, MaxRequests: s.MaxRequests,
 		PrivatePrefix: s.PrivatePrefix, PresenceLimit: s.PresenceLimit, Node: c.Node,
 	}
 	c.Admin.Listen = s.AdminListen

@@ -89,7 +89,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"wrong types", "[session]\nmax_channels = \"many\"\n[gateway]\ndrain = 5\n", []string{"session.max_channels: want an integer", "gateway.drain: want a duration"}},
 		{"bad duration", "[gateway]\ndrain = \"soon\"\n", []string{"gateway.drain: want a duration"}},
 		{"bad array", "[nats]\nseeds = \"nats://a:1\"\n", []string{"nats.seeds: want an array of strings"}},
-		{"bad value", "[session]\nmax_channels = -1\n", []string{"session.max_channels: -1 is below 1"}},
+		{"bad value", "[session]\nmax_channels = -1\n", []string{"session.max_channels: -1 is not between 1 and 100000"}},
 		{"bad node", "node = \"a.b\"\n", []string{`node: "a.b" is not a valid node name`}},
 		{"not toml", "[gateway\n", []string{"parse TOML"}},
 	}

@@ -339,7 +339,7 @@ func TestOneSubscriptionPerChannel(t *testing.T) {
 	base := ns.NumSubscriptions()
 	clients := make([]*wsClient, 1000)
 	for i := range clients {
-		clients[i] = dial(t, n.ws, dialOpts{buffer: 4})
+		clients[i] = dial(t, n.ws, dialOpts{query: fmt.Sprintf("?user=crowd%d", i), buffer: 4})
 		clients[i].send(map[string]any{"type": "join", "channel": "crowd"})
 	}
 	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {

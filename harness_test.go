@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -195,7 +196,8 @@ func (e *clientEvents) OnClose(_ *gws.Conn, err error) { e.c.closed <- err }
 
 type dialOpts struct {
 	query  string
-	local  string // local IP to bind
+	header http.Header // extra request headers (Origin, ...)
+	local  string      // local IP to bind
 	buffer int
 	// transient: the caller closes the client itself; nothing is kept for
 	// the test's cleanup (so 10,000 of them are not all kept alive).
@@ -216,7 +218,7 @@ func tryDial(t testing.TB, url string, o dialOpts) (*wsClient, error) {
 		o.buffer = 256
 	}
 	c := &wsClient{t: t, frames: make(chan frame, o.buffer), closed: make(chan error, 1)}
-	opt := &gws.ClientOption{Addr: url + o.query, ReadMaxPayloadSize: 1 << 20}
+	opt := &gws.ClientOption{Addr: url + o.query, ReadMaxPayloadSize: 1 << 20, RequestHeader: o.header}
 	if o.local != "" {
 		opt.NewDialer = func() (gws.Dialer, error) {
 			return &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(o.local)}}, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/gateway"
@@ -74,6 +75,10 @@ func startNode(ctx context.Context, cfgs Configs, e *env) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfgs.Gateway.Metrics = append(cfgs.Gateway.Metrics, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushgrid_routes",
+		Help: "Peer nodes this node's embedded NATS server has a route to.",
+	}, func() float64 { return float64(b.Routes()) }))
 	hub, err := session.New(cfgs.Session, b, backend{b}, nil)
 	if err != nil {
 		return nil, err
@@ -98,7 +103,7 @@ func startNode(ctx context.Context, cfgs Configs, e *env) (*node, error) {
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
 		n.adminLn = ln
-		n.admin = &http.Server{Handler: gateway.AdminHandler(hub, func() any { return b.Nodes() }), ReadHeaderTimeout: 10 * time.Second}
+		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }))
 		go func() { _ = n.admin.Serve(ln) }()
 	}
 	log.Info("pushgrid started", "version", version, "gateway", gw.Addr().String(), "nats", b.ClientURL(),

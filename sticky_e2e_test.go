@@ -73,7 +73,8 @@ func TestNoLeaks(t *testing.T) {
 	}
 	n := startTestNode(t, "leak1", nil)
 	cycle := func(i int) {
-		c := dial(t, n.ws, dialOpts{buffer: 8, transient: true})
+		// Named users: anonymous clients of one IP share one rate bucket.
+		c := dial(t, n.ws, dialOpts{query: fmt.Sprintf("?user=leak%d", i), buffer: 8, transient: true})
 		c.send(map[string]any{"type": "join", "channel": fmt.Sprintf("room%d", i%50)})
 		c.next("joined")
 		_ = c.conn.WriteClose(1000, nil)

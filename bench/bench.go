@@ -8,8 +8,10 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,10 +34,15 @@ type Config struct {
 	Size     int           // payload bytes
 	Window   int           // closed loop: messages in flight
 	SrcIPs   []net.IP      // local addresses to dial from, round robin
-	Dialers  int           // connections being opened at once
-	Timeout  time.Duration // bound of the connect phase and of each wait
-	PID      int           // server process on this machine to measure, 0 for none
-	Progress io.Writer     // live progress line, nil for none
+	// UserPrefix names subscriber i user <UserPrefix><i> (the user query
+	// parameter); "" connects them anonymously. A node rate-limits the
+	// frames of anonymous connections per client IP, so thousands of them
+	// from one address would be limited together.
+	UserPrefix string
+	Dialers    int           // connections being opened at once
+	Timeout    time.Duration // bound of the connect phase and of each wait
+	PID        int           // server process on this machine to measure, 0 for none
+	Progress   io.Writer     // live progress line, nil for none
 }
 
 func (c *Config) setDefaults() {
@@ -353,8 +360,16 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 	cfg := r.cfg
 	s := &subscriber{r: r, channel: i % cfg.Channels, joined: make(chan struct{})}
+	addr := cfg.URLs[i%len(cfg.URLs)]
+	if cfg.UserPrefix != "" {
+		sep := "?"
+		if strings.Contains(addr, "?") {
+			sep = "&"
+		}
+		addr += sep + "user=" + url.QueryEscape(cfg.UserPrefix+strconv.Itoa(i))
+	}
 	opt := &gws.ClientOption{
-		Addr:               cfg.URLs[i%len(cfg.URLs)],
+		Addr:               addr,
 		ReadBufferSize:     2048,
 		ReadMaxPayloadSize: 1 << 20,
 		HandshakeTimeout:   10 * time.Second,

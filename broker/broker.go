@@ -7,14 +7,17 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // Receiver takes what arrives for this node. The session hub implements it.
-// Payloads belong to the receiver from the call on.
+// Payloads belong to the receiver from the call on. DeliverChannel must not
+// block: one goroutine delivers every channel's messages (channels.go).
 type Receiver interface {
 	DeliverChannel(channel string, payload []byte)
 	DeliverUser(user string, payload []byte)
@@ -40,19 +43,28 @@ const readyTimeout = 10 * time.Second
 
 // Broker is one node's bus.
 type Broker struct {
-	cfg  Config
-	subj Subjects
-	recv Receiver
-	log  *slog.Logger
+	cfg       Config
+	subj      Subjects
+	recv      Receiver
+	log       *slog.Logger
+	natslog   *natsLogger
+	instance  string                 // this run of the node, in every beat (see claim.go)
+	since     time.Time              // when Start was called, in every beat
+	seq       atomic.Uint64          // beats published
+	otherSelf atomic.Pointer[string] // set once another instance's beat under this name is logged
 
 	ns *server.Server // nil with Config.URL
 	nc *nats.Conn
 
-	mu        sync.Mutex
-	interests map[string]*interest // guarded by mu; by channel
-	fixed     []*nats.Subscription // guarded by mu; users, conns, all, nodes
-	started   bool                 // guarded by mu
-	stopping  bool                 // guarded by mu
+	// mu serialises Subscribe and Unsubscribe (it is held across their NATS
+	// calls) and guards what follows.
+	mu       sync.Mutex
+	chans    map[string]*interest // by channel
+	fixed    []*nats.Subscription // users, conns, all, nodes, claims
+	started  bool
+	stopping bool
+
+	intake chan *nats.Msg // every channel subscription's messages (channels.go)
 
 	view *view
 
@@ -62,12 +74,6 @@ type Broker struct {
 	shutErr  error
 }
 
-// interest is one channel's subscription and how many local members want it.
-type interest struct {
-	sub     *nats.Subscription
-	members int
-}
-
 // New checks cfg and returns a broker. It starts nothing.
 func New(cfg Config) (*Broker, error) {
 	cfg.setDefaults()
@@ -75,18 +81,22 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	return &Broker{
-		cfg:       cfg,
-		subj:      Subjects{Prefix: cfg.Prefix},
-		log:       cfg.Logger,
-		interests: make(map[string]*interest),
-		view:      newView(cfg.Node, time.Duration(missedBeats)*cfg.Heartbeat),
-		stop:      make(chan struct{}),
+		cfg:      cfg,
+		subj:     Subjects{Prefix: cfg.Prefix},
+		log:      cfg.Logger,
+		natslog:  newNatsLogger(cfg.Logger.With("server", "nats"), cfg.ClusterName),
+		instance: nuid.Next(),
+		chans:    make(map[string]*interest),
+		view:     newView(cfg.Node, time.Duration(missedBeats)*cfg.Heartbeat),
+		stop:     make(chan struct{}),
 	}, nil
 }
 
 // Start starts the embedded NATS server (unless Config.URL is set), waits
-// until it accepts clients, connects the node to it, subscribes it for recv
-// and starts the heartbeat.
+// until it accepts clients, connects the node to it, makes sure no live node
+// of the cluster has this node's name (see claim.go), subscribes the node
+// for recv and starts the heartbeat. A Start that fails leaves nothing
+// running.
 func (b *Broker) Start(ctx context.Context, recv Receiver) error {
 	b.mu.Lock()
 	if b.started || b.stopping {
@@ -95,6 +105,8 @@ func (b *Broker) Start(ctx context.Context, recv Receiver) error {
 	}
 	b.started = true
 	b.recv = recv
+	b.since = time.Now().UTC()
+	b.intake = make(chan *nats.Msg, intakeLen)
 	b.mu.Unlock()
 
 	if b.cfg.URL == "" {
@@ -102,15 +114,22 @@ func (b *Broker) Start(ctx context.Context, recv Receiver) error {
 			return err
 		}
 	}
-	if err := b.connect(ctx); err != nil {
+	err := b.connect(ctx)
+	if err == nil {
+		err = b.checkName(ctx)
+	}
+	if err == nil {
+		err = b.subscribeFixed()
+	}
+	if err != nil {
+		if b.nc != nil {
+			b.nc.Close()
+			b.nc = nil
+		}
 		b.shutdownServer()
 		return err
 	}
-	if err := b.subscribeFixed(); err != nil {
-		b.nc.Close()
-		b.shutdownServer()
-		return err
-	}
+	b.startDelivery()
 	b.beat(false) // the view holds this node from the start
 	b.wg.Add(1)
 	go b.heartbeat()
@@ -120,7 +139,7 @@ func (b *Broker) Start(ctx context.Context, recv Receiver) error {
 func (b *Broker) startServer() error {
 	host, port, err := splitHostPort(b.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("broker.listen: %w", err)
+		return fmt.Errorf("nats.listen: %w", err)
 	}
 	opts := &server.Options{
 		ServerName:      b.cfg.Node,
@@ -130,11 +149,14 @@ func (b *Broker) startServer() error {
 		NoSystemAccount: true,
 		// Route and client pings keep dead peers from lingering.
 		PingInterval: 10 * time.Second,
+		// Raised for what this node publishes, never lowered: backends may
+		// rely on the NATS default.
+		MaxPayload: int32(max(b.cfg.MaxPayload, server.MAX_PAYLOAD_SIZE)),
 	}
 	if b.cfg.ClusterListen != "" {
 		chost, cport, err := splitHostPort(b.cfg.ClusterListen)
 		if err != nil {
-			return fmt.Errorf("broker.cluster_listen: %w", err)
+			return fmt.Errorf("nats.cluster_listen: %w", err)
 		}
 		opts.Cluster = server.ClusterOpts{Name: b.cfg.ClusterName, Host: chost, Port: cport}
 		if len(b.cfg.Seeds) > 0 {
@@ -145,7 +167,7 @@ func (b *Broker) startServer() error {
 	if err != nil {
 		return fmt.Errorf("start nats server: %w", err)
 	}
-	ns.SetLoggerV2(&natsLogger{log: b.log.With("server", "nats")}, false, false, false)
+	ns.SetLoggerV2(b.natslog, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(readyTimeout) {
 		ns.Shutdown()
@@ -182,6 +204,14 @@ func (b *Broker) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("connect to nats %s: %w", url, err)
 	}
+	// Client frames of up to session.max_message_bytes are published
+	// whole; a server that refuses them would fail them one by one.
+	if limit := nc.MaxPayload(); int64(b.cfg.MaxPayload) > limit {
+		nc.Close()
+		return fmt.Errorf("nats.url: the server's max_payload is %d bytes, smaller than the %d this node publishes "+
+			"(session.max_message_bytes plus the frame envelope); raise max_payload on the NATS servers or lower session.max_message_bytes",
+			limit, b.cfg.MaxPayload)
+	}
 	b.nc = nc
 	return nil
 }
@@ -204,6 +234,7 @@ func (b *Broker) subscribeFixed() error {
 		}},
 		{b.subj.All(), func(m *nats.Msg) { b.recv.DeliverAll(m.Data) }},
 		{b.subj.allNodes(), b.onHeartbeat},
+		{b.subj.allClaims(), b.onClaim},
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -215,58 +246,6 @@ func (b *Broker) subscribeFixed() error {
 		b.fixed = append(b.fixed, sub)
 	}
 	return b.nc.Flush()
-}
-
-// Subscribe counts one more local member of channel; the first one
-// subscribes the node. It returns once the subscription is on the
-// connection, so a later Publish on this broker sees it.
-func (b *Broker) Subscribe(channel string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.nc == nil || b.stopping {
-		return ErrClosed
-	}
-	if in := b.interests[channel]; in != nil {
-		in.members++
-		return nil
-	}
-	sub, err := b.nc.Subscribe(b.subj.Channel(channel), func(m *nats.Msg) {
-		b.recv.DeliverChannel(channel, m.Data)
-	})
-	if err != nil {
-		return fmt.Errorf("subscribe channel %q: %w", channel, err)
-	}
-	// The channel's dispatcher bounds its own backlog; let NATS hold more
-	// than its default before it calls the node a slow consumer.
-	_ = sub.SetPendingLimits(-1, 256<<20)
-	b.interests[channel] = &interest{sub: sub, members: 1}
-	return nil
-}
-
-// Unsubscribe counts one local member of channel less; the last one
-// unsubscribes the node.
-func (b *Broker) Unsubscribe(channel string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	in := b.interests[channel]
-	if in == nil {
-		return
-	}
-	in.members--
-	if in.members > 0 {
-		return
-	}
-	delete(b.interests, channel)
-	if err := in.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		b.log.Error("unsubscribe", "channel", channel, "err", err)
-	}
-}
-
-// Subscriptions returns how many channels this node is subscribed to.
-func (b *Broker) Subscriptions() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.interests)
 }
 
 // Publish sends payload to every member of channel on every node.
@@ -352,6 +331,24 @@ func (b *Broker) ClusterURL() string {
 		return fmt.Sprintf("nats://%s", a.String())
 	}
 	return ""
+}
+
+// Routes returns how many other servers this node's embedded server has a
+// route to (a route may be several pooled TCP connections; each server
+// counts once), 0 with Config.URL or before Start.
+func (b *Broker) Routes() int {
+	if b.ns == nil {
+		return 0
+	}
+	rz, err := b.ns.Routez(nil)
+	if err != nil {
+		return 0
+	}
+	peers := make(map[string]struct{}, len(rz.Routes))
+	for _, r := range rz.Routes {
+		peers[r.RemoteID] = struct{}{}
+	}
+	return len(peers)
 }
 
 // Nodes returns the live view of the cluster, this node included, sorted

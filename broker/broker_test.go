@@ -282,22 +282,3 @@ func TestSeedDownIsNotFatal(t *testing.T) {
 		t.Fatalf("view %q", got)
 	}
 }
-
-func TestConfigErrors(t *testing.T) {
-	cases := []struct {
-		name string
-		cfg  Config
-	}{
-		{"no node", Config{}},
-		{"bad listen", Config{Node: "n", Listen: "nope"}},
-		{"bad seed", Config{Node: "n", Seeds: []string{"::"}}},
-		{"bad prefix", Config{Node: "n", Prefix: "a.b"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if _, err := New(c.cfg); err == nil {
-				t.Fatal("want an error")
-			}
-		})
-	}
-}

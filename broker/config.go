@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Defaults.
@@ -18,6 +20,11 @@ const (
 	// missedBeats is how many heartbeats a node may miss before the others
 	// consider it gone.
 	missedBeats = 3
+	// MinHeartbeat and MaxHeartbeat bound Config.Heartbeat: faster beats
+	// cost every node a message per node for nothing, and with slower ones
+	// a dead node lingers in the views for minutes.
+	MinHeartbeat = 50 * time.Millisecond
+	MaxHeartbeat = time.Minute
 )
 
 // Config is the broker's configuration. The zero value is usable: New fills
@@ -39,8 +46,17 @@ type Config struct {
 	// Prefix is the first token of every subject.
 	Prefix string `toml:"prefix"`
 	// Heartbeat is how often the node publishes on <prefix>.node.<node>; a
-	// node that misses three is gone from the others' view.
+	// node that misses three is gone from the others' view. It must lie
+	// between MinHeartbeat and MaxHeartbeat.
 	Heartbeat time.Duration `toml:"heartbeat"`
+
+	// MaxPayload is the largest payload this node itself publishes (a
+	// client's custom frame whole, a chat frame with its envelope); 0 means
+	// the NATS default of 1 MiB. The embedded server's max_payload is raised
+	// to it when needed, never lowered below the NATS default; an external
+	// server (URL) whose max_payload is smaller fails Start. It is derived
+	// from session.max_message_bytes, so errors name that key.
+	MaxPayload int `toml:"-"`
 
 	// Node is this node's name (required).
 	Node string `toml:"-"`
@@ -79,39 +95,51 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports the first setting that cannot work, naming its key.
+// Validate reports the first setting that cannot work, naming its key as
+// the configuration file spells it (the broker's keys live under nats.).
 func (c *Config) Validate() error {
 	if c.Node == "" {
 		return fmt.Errorf("node: a node name is required")
 	}
+	if !validToken(c.Node) {
+		// Subjects carry the name as one token (<prefix>.node.<node>).
+		return fmt.Errorf("node: %q must be one subject token (no dots, spaces or wildcards)", c.Node)
+	}
 	if c.URL != "" {
 		if _, err := url.Parse(c.URL); err != nil {
-			return fmt.Errorf("broker.url: %w", err)
+			return fmt.Errorf("nats.url: %w", err)
 		}
 	} else {
 		if _, _, err := splitHostPort(c.Listen); err != nil {
-			return fmt.Errorf("broker.listen: %w", err)
+			return fmt.Errorf("nats.listen: %w", err)
 		}
 		if c.ClusterListen != "" {
 			if _, _, err := splitHostPort(c.ClusterListen); err != nil {
-				return fmt.Errorf("broker.cluster_listen: %w", err)
+				return fmt.Errorf("nats.cluster_listen: %w", err)
 			}
 		}
 	}
 	for _, s := range c.Seeds {
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" {
-			return fmt.Errorf("broker.seeds: %q is not a route URL like nats://10.0.0.2:6222", s)
+			return fmt.Errorf("nats.seeds: %q is not a route URL like nats://10.0.0.2:6222", s)
 		}
 	}
 	if !validToken(c.Prefix) {
-		return fmt.Errorf("broker.prefix: %q must be one subject token", c.Prefix)
+		return fmt.Errorf("nats.prefix: %q must be one subject token", c.Prefix)
 	}
-	if c.Heartbeat < 10*time.Millisecond {
-		return fmt.Errorf("broker.heartbeat: %v is below 10ms", c.Heartbeat)
+	if c.Heartbeat < MinHeartbeat || c.Heartbeat > MaxHeartbeat {
+		return fmt.Errorf("nats.heartbeat: %v is outside %v..%v", c.Heartbeat, MinHeartbeat, MaxHeartbeat)
+	}
+	if c.MaxPayload < 0 || c.MaxPayload > maxPayloadLimit {
+		return fmt.Errorf("session.max_message_bytes: the largest NATS payload it makes, %d bytes, is outside 0..%d", c.MaxPayload, maxPayloadLimit)
 	}
 	return nil
 }
+
+// maxPayloadLimit is the largest Config.MaxPayload: the NATS server's
+// default max_pending, which a max_payload may not exceed.
+const maxPayloadLimit = server.MAX_PENDING_SIZE
 
 func validToken(s string) bool {
 	if s == "" {

@@ -5,6 +5,14 @@
 // channel per node however many local members), the node heartbeat and the
 // live view of the cluster.
 //
+// A channel costs the node no goroutine: every channel subscription feeds
+// one shared intake, and one goroutine hands each message, in order, to the
+// Receiver, which must not block (channels.go says how, and where its
+// limits are). Start refuses a node
+// name that a live node of the cluster already has (claim.go). The embedded
+// server's log goes to slog, with a cluster mistake said once in pushgrid's
+// words instead of once a second (natslog.go).
+//
 // With Config.URL set it embeds nothing and runs the same API over a
 // connection to an existing NATS deployment.
 //

@@ -16,6 +16,16 @@ type Node struct {
 	Cluster string    `json:"cluster,omitempty"`
 	At      time.Time `json:"at"`
 	Leaving bool      `json:"leaving,omitempty"`
+	// Instance is random for every run of a node, Started its start time,
+	// and Seq counts its beats from 1: together they tell a node that is
+	// still beating from the last beats of one that crashed and was started
+	// again under the same name (see claim.go).
+	Instance string    `json:"instance,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Seq      uint64    `json:"seq,omitempty"`
+	// ServerID is the embedded NATS server's id, so a node can tell whether
+	// it still has a route to the node that sent this beat.
+	ServerID string `json:"server_id,omitempty"`
 	Status
 }
 
@@ -35,7 +45,11 @@ func (b *Broker) heartbeat() {
 }
 
 func (b *Broker) self(leaving bool) Node {
-	n := Node{Name: b.cfg.Node, NATS: b.ClientURL(), Cluster: b.ClusterURL(), At: time.Now().UTC(), Leaving: leaving}
+	n := Node{Name: b.cfg.Node, NATS: b.ClientURL(), Cluster: b.ClusterURL(), At: time.Now().UTC(), Leaving: leaving,
+		Instance: b.instance, Started: b.since, Seq: b.seq.Add(1)}
+	if b.ns != nil {
+		n.ServerID = b.ns.ID()
+	}
 	if b.cfg.Status != nil {
 		n.Status = b.cfg.Status()
 	}
@@ -59,6 +73,17 @@ func (b *Broker) onHeartbeat(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &n); err != nil || n.Name == "" {
 		b.log.Warn("bad heartbeat", "subject", m.Subject)
 		return
+	}
+	if n.Name == b.cfg.Node {
+		if n.Instance != b.instance && b.otherSelf.Swap(&n.Instance) == nil {
+			// Start's check missed it (both started at once): say so once,
+			// and keep the view of this node this node's own.
+			b.log.Error("another node has this node's name; every node needs its own name", "node", n.Name,
+				"instance", n.Instance, "nats", n.NATS)
+		}
+		if n.Instance != b.instance {
+			return
+		}
 	}
 	if isNew := b.view.see(n, time.Now()); isNew && n.Name != b.cfg.Node && !n.Leaving {
 		b.log.Info("node joined", "node", n.Name)
@@ -92,18 +117,31 @@ func newView(self string, ttl time.Duration) *view {
 	return &view{self: self, ttl: ttl, nodes: make(map[string]seen)}
 }
 
-// see records a beat and reports whether the node was not live before.
+// see records a beat and reports whether the node was not live before; a
+// new instance under a live name (a restart quicker than the TTL) counts as
+// new.
 func (v *view) see(n Node, now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old, ok := v.nodes[n.Name]
-	wasLive := ok && !old.node.Leaving && now.Sub(old.at) < v.ttl
+	wasLive := ok && !old.node.Leaving && now.Sub(old.at) < v.ttl && old.node.Instance == n.Instance
 	if n.Leaving {
 		delete(v.nodes, n.Name)
 		return false
 	}
 	v.nodes[n.Name] = seen{node: n, at: now}
 	return !wasLive
+}
+
+// get returns node name's last beat while it is live.
+func (v *view) get(name string, now time.Time) (Node, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s, ok := v.nodes[name]
+	if !ok || now.Sub(s.at) >= v.ttl {
+		return Node{}, false
+	}
+	return s.node, true
 }
 
 // live returns the live nodes sorted by name and forgets the dead.

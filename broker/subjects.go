@@ -10,7 +10,9 @@ const DefaultPrefix = "push"
 type Subjects struct{ Prefix string }
 
 // Channel is where everything for the members of channel c goes.
-func (s Subjects) Channel(c string) string { return s.Prefix + ".chan." + c }
+func (s Subjects) Channel(c string) string { return s.chanPrefix() + c }
+
+func (s Subjects) chanPrefix() string { return s.Prefix + ".chan." }
 
 // User is where everything for every connection of user u goes.
 func (s Subjects) User(u string) string { return s.Prefix + ".user." + u }
@@ -31,11 +33,17 @@ func (s Subjects) Event(name string) string { return s.Prefix + ".events." + nam
 // Node is where node n publishes its heartbeat.
 func (s Subjects) Node(n string) string { return s.Prefix + ".node." + n }
 
+// claim is where a starting node named n asks whether a live node already
+// has its name (see claim.go). It is not under the heartbeat wildcard
+// <prefix>.node.*, which has one token fewer.
+func (s Subjects) claim(n string) string { return s.Prefix + ".node." + n + ".claim" }
+
 // Wildcards a node subscribes to once: users (names may hold dots), conns
-// (ids are one token) and node heartbeats.
-func (s Subjects) allUsers() string { return s.Prefix + ".user.>" }
-func (s Subjects) allConns() string { return s.Prefix + ".conn.*" }
-func (s Subjects) allNodes() string { return s.Prefix + ".node.*" }
+// (ids are one token), node heartbeats and name claims.
+func (s Subjects) allUsers() string  { return s.Prefix + ".user.>" }
+func (s Subjects) allConns() string  { return s.Prefix + ".conn.*" }
+func (s Subjects) allNodes() string  { return s.Prefix + ".node.*" }
+func (s Subjects) allClaims() string { return s.Prefix + ".node.*.claim" }
 
 // key returns what follows kind's prefix in subject ("alice" for
 // push.user.alice and kind "user").

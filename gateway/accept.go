@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -23,8 +24,6 @@ import (
 // that then stays the connection's read buffer, instead of net/http's two
 // 4 KiB buffers, which a hijack leaves as garbage on every connect. Every
 // other connection goes to net/http unchanged, through a handoff listener.
-
-const handshakeTimeout = 10 * time.Second
 
 // handoff is a net.Listener fed by a worker's accept loop.
 type handoff struct {
@@ -50,11 +49,13 @@ func (h *handoff) Accept() (net.Conn, error) {
 func (h *handoff) Close() error   { h.once.Do(func() { close(h.done) }); return nil }
 func (h *handoff) Addr() net.Addr { return h.addr }
 
-func (h *handoff) give(c net.Conn) {
+// give hands c to net/http; false if the handoff is closed.
+func (h *handoff) give(c net.Conn) bool {
 	select {
 	case h.conns <- c:
+		return true
 	case <-h.done:
-		_ = c.Close()
+		return false
 	}
 }
 
@@ -92,8 +93,54 @@ func (g *Gateway) acceptLoop(l net.Listener, h *handoff) {
 			continue
 		}
 		backoff = 0
+		if g.open.Add(1) > int64(g.maxConns) {
+			g.open.Add(-1)
+			g.refuseFull(conn)
+			continue
+		}
 		go g.serveConn(conn, h)
 	}
+}
+
+// maxRefusing bounds the refusals of a full node that linger at once; the
+// refused connections are not counted against MaxConnections, but each
+// holds a file while it lingers.
+const maxRefusing = 64
+
+// refuseFull answers a connection over MaxConnections at once with 503
+// {"error":"server full"}: a client is never left hanging, and the node
+// never stops accepting. Past maxRefusing refusals in progress, the answer
+// is one write that cannot block, and the socket is closed at once.
+func (g *Gateway) refuseFull(conn net.Conn) {
+	const msg = "server full"
+	if g.refusing.Add(1) <= maxRefusing {
+		go func() {
+			defer g.refusing.Add(-1)
+			writeRawError(conn, g.cfg.WriteTimeout, http.StatusServiceUnavailable, msg)
+		}()
+		return
+	}
+	g.refusing.Add(-1)
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			_, _ = writeOnce(raw, rawError(http.StatusServiceUnavailable, msg))
+		}
+	}
+	_ = conn.Close()
+}
+
+// closeConn closes a connection that was never upgraded nor handed to
+// net/http, and stops counting it.
+func (g *Gateway) closeConn(conn net.Conn) {
+	_ = conn.Close()
+	g.open.Add(-1)
+}
+
+// refuse answers a request read outside net/http with status and a JSON
+// body, and closes lingering.
+func (g *Gateway) refuse(conn net.Conn, status int, msg string) {
+	writeRawError(conn, g.cfg.WriteTimeout, status, msg)
+	g.open.Add(-1)
 }
 
 var wsRequest = []byte("GET /ws")
@@ -102,15 +149,19 @@ var wsRequest = []byte("GET /ws")
 // any other to net/http.
 func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 	br := bufio.NewReaderSize(conn, readBufferSize)
-	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	head, err := br.Peek(len(wsRequest) + 1)
 	if err != nil {
-		_ = conn.Close()
+		g.closeConn(conn) // nothing that looks like a request: as net/http, no answer
 		return
 	}
 	if !bytes.HasPrefix(head, wsRequest) || (head[len(wsRequest)] != ' ' && head[len(wsRequest)] != '?') {
+		// net/http sets its own deadlines; it closes the connection and
+		// says so through connState.
 		_ = conn.SetReadDeadline(time.Time{})
-		h.give(&replayConn{Conn: conn, r: br})
+		if !h.give(&replayConn{Conn: conn, r: br}) {
+			g.closeConn(conn)
+		}
 		return
 	}
 	r, err := readUpgradeRequest(br)
@@ -123,8 +174,10 @@ func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 			status, msg = http.StatusRequestHeaderFieldsTooLarge, err.Error()
 		case errors.Is(err, errBadRequest):
 			msg = err.Error()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			status, msg = http.StatusRequestTimeout, "request head not received in time"
 		}
-		writeRawError(conn, status, msg)
+		g.refuse(conn, status, msg)
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -137,96 +190,78 @@ func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 func (g *Gateway) upgrade(conn net.Conn, br *bufio.Reader, r *http.Request) {
 	user, he := g.admit(r)
 	if he != nil {
-		writeRawError(conn, he.Status, he.Msg)
+		g.refuse(conn, he.Status, he.Msg)
 		return
 	}
-	sc := &socketConn{Conn: conn}
+	sc := &socketConn{Conn: conn, g: g}
 	var response []byte
 	sc.response = &response
 	socket, err := g.upgrader.UpgradeFromConn(sc, br, r)
 	if err != nil {
 		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
-		return // gws answered 400 and closed
+		return // gws answered 400 and closed sc
 	}
 	sc.response = nil
+	// From here on gws reads through the frame reader, which takes over
+	// what the handshake's reader read past the request head first.
+	sc.adopt(buffered(br))
+	br.Reset(sc)
 	g.attach(socket, sc, response, user, r)
-}
-
-// socketConn is a connection as gws sees it. While upgrading on the light
-// path it keeps gws's 101 response instead of writing it, so that the
-// response and the welcome frame leave in one write: one syscall less per
-// connect, and the client reads both at once (gws's 400 answers are
-// written as usual). Once attached, the writes gws makes on its own (the
-// answer to a client's close frame, a close on a protocol error) wait for a
-// frame boundary of the session's writes instead of landing inside a
-// frame that is half on the socket.
-type socketConn struct {
-	net.Conn
-	response *[]byte    // while upgrading: where the 101 response goes
-	t        *transport // once attached
-}
-
-var switchingProtocols = []byte("HTTP/1.1 101 ")
-
-func (c *socketConn) Write(p []byte) (int, error) {
-	if c.response != nil && bytes.HasPrefix(p, switchingProtocols) {
-		// Room for the welcome frame, which is appended to it.
-		*c.response = append(make([]byte, 0, len(p)+256), p...)
-		return len(p), nil
-	}
-	if c.t != nil {
-		return c.t.writeOwn(p)
-	}
-	return c.Conn.Write(p)
-}
-
-// SetDeadline is gws's bound on writing the response, which is not written
-// during the upgrade.
-func (c *socketConn) SetDeadline(t time.Time) error {
-	if c.response != nil {
-		return nil
-	}
-	return c.Conn.SetDeadline(t)
 }
 
 // attach registers an upgraded socket with the hub and starts its read
 // loop on a fresh goroutine, whose stack starts small. response, if not
 // nil, is the handshake response still to be written, ahead of the first
 // frame.
+//
+// The read loop runs even if the hub refused the connection: the close
+// frame is on its way, and the loop lingers after it and closes the socket
+// (see socketConn.finish), without a session connection to hear frames.
 func (g *Gateway) attach(socket *gws.Conn, sc *socketConn, response []byte, user string, r *http.Request) {
 	t := newTransport(socket, sc.Conn, response, g.cfg.WriteTimeout)
 	sc.t = t
 	c, err := g.hub.Connect(t, user, clientIP(r, g))
-	if err != nil {
-		if !errors.Is(err, session.ErrDraining) { // the hub closes those itself
-			_ = t.Close(session.DisconnectGoingAway)
-		}
-		return
+	switch {
+	case err == nil:
+		socket.Session().(*connRef).c = c
+	case !errors.Is(err, session.ErrDraining): // the hub closes those itself
+		_ = t.Close(session.DisconnectGoingAway)
 	}
-	socket.Session().(*connRef).c = c
 	go socket.ReadLoop()
 }
 
-// writeRawError answers a request read outside net/http and closes.
-func writeRawError(conn net.Conn, status int, msg string) {
-	quoted, _ := json.Marshal(msg) // a string always marshals
-	body := fmt.Sprintf("{\"error\":%s}\n", quoted)
-	_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-	_, _ = fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), len(body), body)
+// writeRawError answers a request read outside net/http, the write bounded
+// by timeout, and closes lingering.
+func writeRawError(conn net.Conn, timeout time.Duration, status int, msg string) {
+	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, _ = conn.Write(rawError(status, msg))
 	lingeringClose(conn)
 }
 
+// rawError is an HTTP response with status and a JSON body {"error":msg}
+// that closes the connection.
+func rawError(status int, msg string) []byte {
+	quoted, _ := json.Marshal(msg) // a string always marshals
+	body := fmt.Sprintf("{\"error\":%s}\n", quoted)
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
 // lingeringClose closes conn after the client has had time to read the
-// answer: closing with request bytes still unread makes the kernel send a
-// reset, which can discard the answer before the client reads it. As
-// net/http, it half-closes first and waits briefly for the client to close.
+// answer (see linger).
 func lingeringClose(conn net.Conn) {
+	linger(conn)
+	_ = conn.Close()
+}
+
+// linger half-closes conn and reads until the client closes, briefly:
+// closing with request bytes still unread makes the kernel send a reset,
+// which can discard the answer before the client reads it. As net/http.
+func linger(conn net.Conn) {
 	if hc, ok := conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
 		_ = conn.SetReadDeadline(time.Now().Add(lingerTimeout))
 		_, _ = io.Copy(io.Discard, io.LimitReader(conn, lingerBytes))
 	}
-	_ = conn.Close()
 }
 
 // lingerTimeout and lingerBytes bound what lingeringClose waits for.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,19 +17,7 @@ import (
 
 func startGateway(t *testing.T) *Gateway {
 	t.Helper()
-	hub, err := session.New(session.Config{Node: "g1"}, nullBus{}, nullBus{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, Drain: 50 * time.Millisecond}, hub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Shutdown(context.Background()) })
-	return g
+	return startGatewayWith(t, Config{}, session.Config{})
 }
 
 // rawRequest sends req on a fresh connection and returns the reader of the
@@ -212,7 +199,7 @@ func TestRefusalSurvivesUnreadBody(t *testing.T) {
 // message holds.
 func TestRefusalIsJSON(t *testing.T) {
 	near, far := tcpPair(t)
-	go writeRawError(near, http.StatusForbidden, "bad \x01 user \v \U0010ffff")
+	go writeRawError(near, time.Second, http.StatusForbidden, "bad \x01 user \v \U0010ffff")
 	resp, err := http.ReadResponse(bufio.NewReader(far), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,13 @@
 // health, readiness and metrics endpoints, the demo page, the admin API and
 // graceful drain.
 //
+// It also keeps hostile clients in bounds before their bytes reach gws or
+// the hub: a ceiling on open connections (answered 503 past it), timeouts
+// for every HTTP request and idle keep-alive connection, a frame reader
+// that hands gws whole frames only and bounds how long one may take to
+// arrive, and a lingering close after every close frame, so that a client
+// that has not read yet still finds it.
+//
 // It does not own the protocol: every frame a client sends goes to a
 // session.Hub, and every byte a client receives was framed by it.
 //

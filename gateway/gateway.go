@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,10 +29,19 @@ type Gateway struct {
 	hub      *session.Hub
 	log      *slog.Logger
 	trusted  []netip.Prefix
+	origins  originPolicy
 	mode     sticky.Mode
 	upgrader *gws.Upgrader
 	srv      *http.Server
 	registry *prometheus.Registry
+	maxConns int // the effective MaxConnections
+	maxFrame int // the session's MaxMessageBytes
+
+	// open counts client connections open: accepted and not yet closed,
+	// refusals of a full node aside. The socket's last owner decrements
+	// it: net/http (connState), socketConn, or the handshake's refusals.
+	open     atomic.Int64
+	refusing atomic.Int64 // refusals of a full node lingering now
 
 	mu        sync.Mutex
 	listeners []net.Listener // guarded by mu; the workers' sockets
@@ -51,7 +61,12 @@ func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 	}
 	mode, _ := sticky.ParseMode(cfg.Sticky)
 	trusted, _ := sticky.ParsePrefixes(cfg.TrustedProxies)
-	g := &Gateway{cfg: cfg, hub: hub, log: cfg.Logger, trusted: trusted, mode: mode}
+	origins, _ := parseOrigins(cfg.Origins)
+	g := &Gateway{cfg: cfg, hub: hub, log: cfg.Logger, trusted: trusted, origins: origins, mode: mode,
+		maxConns: cfg.MaxConnections, maxFrame: hub.Config().MaxMessageBytes}
+	if g.maxConns == 0 {
+		g.maxConns = MaxConnectionsFor(openFileLimit())
+	}
 	g.upgrader = gws.NewUpgrader(&events{hub: hub}, &gws.ServerOption{
 		ReadMaxPayloadSize: hub.Config().MaxMessageBytes,
 		ReadBufferSize:     readBufferSize,
@@ -60,15 +75,79 @@ func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 		NewSession:         func() gws.SessionStorage { return new(connRef) },
 		Recovery:           gws.Recovery,
 	})
-	g.registry = newRegistry(hub)
-	g.srv = &http.Server{
-		Handler:           g.routes(),
-		BaseContext:       g.workerContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	registry, err := newRegistry(hub, cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.metrics: %w", err)
 	}
+	g.registry = registry
+	g.srv = g.httpServer(g.routes())
+	g.srv.BaseContext = g.workerContext
+	g.srv.ConnState = g.connState
+	// Also bounds a client that never reads a response: it cannot hold a
+	// handler. (A hijacked connection's deadlines are cleared.)
+	g.srv.WriteTimeout = cfg.WriteTimeout
 	return g, nil
 }
+
+// httpServer is an http.Server for h with the gateway's request timeouts:
+// a head within HandshakeTimeout and its body within as long again, and
+// idle keep-alive connections closed after IdleTimeout.
+func (g *Gateway) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: g.cfg.HandshakeTimeout,
+		ReadTimeout:       2 * g.cfg.HandshakeTimeout,
+		IdleTimeout:       g.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// AdminServer returns the http.Server to serve h (AdminHandler's) with:
+// the gateway's handshake and idle timeouts apply to it too. It has no
+// server-wide write timeout, which would make pprof refuse its profiles (30
+// s by default); instead each response must be written within
+// WriteTimeout, plus the seconds a /debug/pprof/ request asks for. The
+// caller sets Addr or calls Serve, and shuts it down.
+func (g *Gateway) AdminServer(h http.Handler) *http.Server {
+	timeout := g.cfg.WriteTimeout
+	return g.httpServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := timeout
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			d += pprofDuration(r)
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// pprofDuration is how long a pprof request takes by its own account: its
+// seconds parameter, or the profile's default of 30 s; at most an hour.
+func pprofDuration(r *http.Request) time.Duration {
+	sec, err := strconv.ParseFloat(r.URL.Query().Get("seconds"), 64)
+	switch {
+	case err == nil && sec > 0:
+		return time.Duration(min(sec, 3600) * float64(time.Second))
+	case r.URL.Path == "/debug/pprof/profile":
+		return 30 * time.Second
+	}
+	return 0
+}
+
+// connState stops counting the connections net/http closes. Those it
+// hands over (a /ws request after another) are counted until the
+// WebSocket closes.
+func (g *Gateway) connState(_ net.Conn, s http.ConnState) {
+	if s == http.StateClosed {
+		g.open.Add(-1)
+	}
+}
+
+// MaxConnections is the most client connections the gateway keeps open at
+// once: Config.MaxConnections, or what the open-file limit allows.
+func (g *Gateway) MaxConnections() int { return g.maxConns }
+
+// sockets is how many client connections are open.
+func (g *Gateway) sockets() int64 { return g.open.Load() }
 
 // workerKey is the context key of the index of the worker listener that
 // accepted a request.
@@ -116,6 +195,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	ls, err := sticky.Listen(ctx, g.cfg.Listen, g.cfg.Workers, g.mode, g.log)
 	if err != nil {
 		return err
+	}
+	if nofile := openFileLimit(); g.cfg.MaxConnections > MaxConnectionsFor(nofile) {
+		g.log.Warn("gateway.max_connections is more than the open-file limit allows: past that, accepts fail",
+			"max_connections", g.cfg.MaxConnections, "allowed", MaxConnectionsFor(nofile), "open_file_limit", nofile)
 	}
 	g.mu.Lock()
 	g.listeners = ls
@@ -193,7 +276,18 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	if err := g.hub.Wait(closeWait); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
+	g.waitSockets(ctx)
 	return nil
+}
+
+// waitSockets waits, at most closeLinger and a little, for the sockets
+// whose close frames are out to finish their lingering close: a process
+// that exits first resets them, which can destroy the close frames.
+func (g *Gateway) waitSockets(ctx context.Context) {
+	deadline := time.Now().Add(closeLinger + 100*time.Millisecond)
+	for g.open.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // serveWS upgrades a request that came through net/http (a /ws request
@@ -214,14 +308,27 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("hijack failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	// net/http's reader, which may hold bytes the client sent after the
-	// request.
-	sc := &socketConn{Conn: conn}
-	socket, err := g.upgrader.UpgradeFromConn(sc, rw.Reader, r)
+	// The request's read and write deadlines are net/http's, not the
+	// WebSocket's.
+	_ = conn.SetDeadline(time.Time{})
+	// Bytes the client sent after the request: what net/http's reader
+	// holds, then what the handoff's reader under it holds. The socket
+	// itself, not the handoff's wrapper, becomes the WebSocket's, and gws
+	// reads through a reader of its own, smaller than net/http's.
+	pending := buffered(rw.Reader)
+	if rc, ok := conn.(*replayConn); ok {
+		if more := buffered(rc.r); len(more) > 0 {
+			pending = append(pending[:len(pending):len(pending)], more...)
+		}
+		conn = rc.Conn
+	}
+	sc := &socketConn{Conn: conn, g: g}
+	socket, err := g.upgrader.UpgradeFromConn(sc, bufio.NewReaderSize(sc, readBufferSize), r)
 	if err != nil {
 		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
-		return // gws answered 400 and closed
+		return // gws answered 400 and closed sc
 	}
+	sc.adopt(pending)
 	g.attach(socket, sc, nil, user, r)
 }
 
@@ -232,6 +339,9 @@ func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r
 func (g *Gateway) admit(r *http.Request) (string, *HTTPError) {
 	if !g.ready.Load() {
 		return "", &HTTPError{http.StatusServiceUnavailable, "the node is shutting down"}
+	}
+	if !g.origins.allows(r) {
+		return "", &HTTPError{http.StatusForbidden, "origin not allowed"}
 	}
 	user, err := g.identify(r)
 	if err != nil {
@@ -259,6 +369,9 @@ func (g *Gateway) identify(r *http.Request) (string, error) {
 	}
 	if user != "" && !session.ValidUser(user) {
 		return "", &HTTPError{http.StatusBadRequest, fmt.Sprintf("invalid user name %q", user)}
+	}
+	if user != "" && !session.ClaimableUser(user) {
+		return "", &HTTPError{http.StatusBadRequest, fmt.Sprintf("user %q: names starting with anon- are the server's", user)}
 	}
 	return strings.Clone(user), nil
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgrid/pushgrid/session"
 )
@@ -76,5 +79,78 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := New(c, hub); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+}
+
+// TestConfigRanges: every numeric key has a range, and an error names the
+// key, the value and the range.
+func TestConfigRanges(t *testing.T) {
+	hub := newHub(t)
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{FrameTimeout: time.Nanosecond}, "gateway.frame_timeout: 1ns is not between 100ms and 5m0s"},
+		{Config{FrameTimeout: time.Hour}, "gateway.frame_timeout: 1h0m0s is not between 100ms and 5m0s"},
+		{Config{HandshakeTimeout: -time.Second}, "gateway.handshake_timeout: -1s is not between 100ms and 5m0s"},
+		{Config{IdleTimeout: 2 * time.Hour}, "gateway.idle_timeout: 2h0m0s is not between 100ms and 1h0m0s"},
+		{Config{WriteTimeout: time.Millisecond}, "gateway.write_timeout: 1ms is not between 100ms and 5m0s"},
+		{Config{Drain: -time.Second}, "gateway.drain: -1s is not between 0s and 1h0m0s"},
+		{Config{Drain: 2 * time.Hour}, "gateway.drain: 2h0m0s is not between 0s and 1h0m0s"},
+		{Config{MaxConnections: -1}, "gateway.max_connections: -1 is not between 0 and 16777216"},
+		{Config{MaxConnections: 1 << 30}, "gateway.max_connections: 1073741824 is not between 0 and 16777216"},
+		{Config{Workers: 2000}, "gateway.workers: 2000 is not between 1 and 1024"},
+	} {
+		_, err := New(c.cfg, hub)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	cfg := Config{}
+	cfg.setDefaults()
+	if cfg.FrameTimeout != DefaultFrameTimeout || cfg.HandshakeTimeout != DefaultHandshakeTimeout ||
+		cfg.IdleTimeout != DefaultIdleTimeout || cfg.MaxConnections != 0 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExtraMetrics: collectors passed in Config.Metrics are served on
+// /metrics, and one that clashes is an error of New.
+func TestExtraMetrics(t *testing.T) {
+	routes := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pushgrid_routes", Help: "Routes."})
+	routes.Set(2)
+	g, err := New(Config{Metrics: []prometheus.Collector{routes}}, newHub(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	g.srv.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "pushgrid_routes 2") {
+		t.Fatalf("/metrics lacks pushgrid_routes:\n%s", rec.Body)
+	}
+	if _, err := New(Config{Metrics: []prometheus.Collector{routes, routes}}, newHub(t)); err == nil ||
+		!strings.HasPrefix(err.Error(), "gateway.metrics: ") {
+		t.Fatalf("a collector registered twice: %v", err)
+	}
+}
+
+// TestAdminServer: the admin server has the gateway's HTTP timeouts, and
+// gives a pprof profile the time it asks for.
+func TestAdminServer(t *testing.T) {
+	g, err := New(Config{HandshakeTimeout: time.Second, IdleTimeout: 3 * time.Second, WriteTimeout: 2 * time.Second}, newHub(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := g.AdminServer(AdminHandler(g.hub, func() any { return nil }))
+	if srv.ReadHeaderTimeout != time.Second || srv.ReadTimeout != 2*time.Second || srv.IdleTimeout != 3*time.Second {
+		t.Fatalf("admin server timeouts: %+v", srv)
+	}
+	rec := httptest.NewRecorder()
+	srv.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/stats", nil))
+	if rec.Code != 200 {
+		t.Fatalf("/api/stats through the admin server: %d", rec.Code)
 	}
 }

@@ -27,31 +27,56 @@ func (r *connRef) Range(f func(key string, value any) bool) { f("conn", r.c) }
 
 func connOf(socket *gws.Conn) *session.Conn { return socket.Session().(*connRef).c }
 
+// liveConn is the session connection whose frames socket brings, or nil
+// if there is none (the hub refused it) or a close frame has gone to the
+// client: while the socket lingers, its frames are read and discarded.
+func liveConn(socket *gws.Conn) *session.Conn {
+	if sc, ok := socket.NetConn().(*socketConn); ok && sc.lingering.Load() {
+		return nil
+	}
+	return connOf(socket)
+}
+
 // events turns gws callbacks into hub calls. They all run on the
 // connection's read goroutine.
 type events struct{ hub *session.Hub }
 
 var _ gws.Event = (*events)(nil)
 
-func (e *events) OnOpen(*gws.Conn)             {}
-func (e *events) OnPong(*gws.Conn, []byte)     {}
-func (e *events) OnPing(s *gws.Conn, p []byte) { connOf(s).Pong(p) }
+func (e *events) OnOpen(*gws.Conn)         {}
+func (e *events) OnPong(*gws.Conn, []byte) {}
+
+func (e *events) OnPing(s *gws.Conn, p []byte) {
+	if c := liveConn(s); c != nil {
+		e.hub.Ping(c, p)
+	}
+}
 
 // OnMessage hands the frame to the connection's own worker, so the read
 // loop's stack stays small; the hub closes m when done with it.
 func (e *events) OnMessage(s *gws.Conn, m *gws.Message) {
-	c := connOf(s)
-	if m.Opcode == gws.OpcodeBinary {
+	c := liveConn(s)
+	switch {
+	case c == nil:
+		_ = m.Close()
+	case m.Opcode == gws.OpcodeBinary:
 		_ = m.Close()
 		e.hub.Binary(c)
-		return
+	default:
+		e.hub.Enqueue(c, m)
 	}
-	e.hub.Enqueue(c, m)
 }
 
+// OnClose ends the session connection, then closes the socket: it is the
+// one place that does, once gws has read the last it will.
 func (e *events) OnClose(s *gws.Conn, err error) {
 	if c := connOf(s); c != nil {
 		e.hub.Closed(c, err)
+	}
+	if sc, ok := s.NetConn().(*socketConn); ok {
+		sc.finish()
+	} else {
+		_ = s.NetConn().Close()
 	}
 }
 
@@ -125,9 +150,15 @@ func (t *transport) tryWrite(p []byte) (int, error) {
 	if t.raw == nil {
 		return 0, nil
 	}
+	return writeOnce(t.raw, p)
+}
+
+// writeOnce makes one write(2) of p to raw's socket that never waits for
+// room, and allocates nothing.
+func writeOnce(raw syscall.RawConn, p []byte) (int, error) {
 	w := fdWrites.Get().(*fdWrite)
 	w.p = p
-	err := t.raw.Write(w.call)
+	err := raw.Write(w.call)
 	n, werr := w.n, w.err
 	*w = fdWrite{call: w.call} // the buffer is shared: do not keep it alive
 	fdWrites.Put(w)
@@ -267,8 +298,11 @@ func (t *transport) write(bufs [][]byte) error {
 	return err
 }
 
-// Close sends the close frame, bounded by the write timeout, and closes.
-// After a failed write it only closes: the socket may be inside a frame.
+// Close sends the close frame, bounded by the write timeout, and starts
+// the lingering close (gws closes its conn, a socketConn, right after the
+// frame; the read loop closes the socket when the linger ends). After a
+// failed write no close frame is sent, the socket may be inside a frame,
+// but the close lingers all the same.
 //
 // A partial TryWrite may still hold the boundary, as for Write: the session
 // closes right after one when it discarded the rest, which it does only if
@@ -280,20 +314,18 @@ func (t *transport) Close(d session.Disconnect) error {
 	t.midFrame = false
 	err := t.flushResponse()
 	if err != nil {
-		t.finished = true
+		t.finished = true // writeOwn refuses the close frame
 	}
 	t.boundary.Unlock()
-	if err != nil {
-		_ = t.conn.Close()
-		return err
-	}
-	err = t.socket.WriteClose(uint16(d.Code), []byte(d.Reason))
-	if errors.Is(err, gws.ErrConnClosed) || errors.Is(err, net.ErrClosed) {
+	werr := t.socket.WriteClose(uint16(d.Code), []byte(d.Reason))
+	if errors.Is(werr, gws.ErrConnClosed) || errors.Is(werr, net.ErrClosed) {
 		// gws had closed it already (the client closed first), or the
 		// socket was finished.
-		err = nil
+		werr = nil
 	}
-	_ = t.conn.Close()
+	if err == nil {
+		err = werr
+	}
 	return err
 }
 

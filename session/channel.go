@@ -3,9 +3,12 @@ package session
 import "sync"
 
 // maxChannelBacklog bounds the bytes of frames waiting for a channel's
-// dispatcher. Past it, DeliverChannel waits, which pushes back into the
-// bus's own bounded queue instead of growing without limit here.
-const maxChannelBacklog = 8 << 20
+// dispatcher. A backlog grows only while the node cannot fan a channel's
+// messages out as fast as they come (its CPU is spent): past the bound the
+// channel's new messages are dropped and counted (Stats.Dropped), rather
+// than the node's memory growing without limit or the bus, which delivers
+// every channel from one goroutine, waiting for this one.
+const maxChannelBacklog = 64 << 20
 
 // batchShare is the part of a connection's queue bound one batch may fill
 // at most: a member whose socket is full for a moment queues a whole batch,
@@ -21,21 +24,35 @@ const batchShare = 4
 // receives many frames in one write, and the frames are encoded once per
 // node whatever the number of members. A batch holds at most a quarter of a
 // connection's queue bound (see batchShare).
+//
+// A node may hold hundreds of thousands of channels, most of them quiet, so
+// a channel is kept small: the dispatch state exists only while messages
+// are on their way, and a small channel has no index.
 type channel struct {
 	name string
-	hub  *Hub
 
 	mu      sync.RWMutex // guards members, index, dead; held for reading during a fanout
 	members []*Conn
-	index   map[*Conn]int
-	dead    bool // removed from the hub; a joiner must look again
+	// index finds a member's place in members once there are more than
+	// indexAt; a small channel, the most common kind, has none, since a
+	// map costs more than the channel itself.
+	index map[*Conn]int
+	dead  bool // removed from the hub; a joiner must look again
 
-	qmu     sync.Mutex // guards batches, queued, running
-	room    sync.Cond  // on qmu: signalled when the batches are taken
-	batches []batch    // waiting for the dispatcher, oldest first
-	queued  int        // bytes in batches
-	running bool
+	qmu sync.Mutex // guards out
+	out *fanout    // while messages are on their way; nil when none is
 }
+
+// fanout is a channel's messages on their way to its members; its fields
+// are guarded by the channel's qmu.
+type fanout struct {
+	batches []batch // waiting for the dispatcher, oldest first
+	queued  int     // bytes in batches
+	spare   []batch // the dispatcher's emptied slice, for the next round
+}
+
+// indexAt is the member count past which a channel keeps an index.
+const indexAt = 16
 
 // batch is a run of encoded frames every member gets in one send.
 type batch struct {
@@ -43,10 +60,24 @@ type batch struct {
 	frames int
 }
 
-func newChannel(h *Hub, name string) *channel {
-	ch := &channel{name: name, hub: h, index: make(map[*Conn]int)}
-	ch.room.L = &ch.qmu
-	return ch
+func newChannel(name string) *channel {
+	return &channel{name: name}
+}
+
+// find returns c's place in members, or -1; callers hold ch.mu.
+func (ch *channel) find(c *Conn) int {
+	if ch.index != nil {
+		if i, ok := ch.index[c]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, m := range ch.members {
+		if m == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // add makes c a member; it reports false if the channel is dead.
@@ -56,9 +87,18 @@ func (ch *channel) add(c *Conn) bool {
 	if ch.dead {
 		return false
 	}
-	if _, ok := ch.index[c]; !ok {
-		ch.index[c] = len(ch.members)
-		ch.members = append(ch.members, c)
+	if ch.find(c) >= 0 {
+		return true
+	}
+	ch.members = append(ch.members, c)
+	switch {
+	case ch.index != nil:
+		ch.index[c] = len(ch.members) - 1
+	case len(ch.members) > indexAt:
+		ch.index = make(map[*Conn]int, 2*len(ch.members))
+		for i, m := range ch.members {
+			ch.index[m] = i
+		}
 	}
 	return true
 }
@@ -68,18 +108,20 @@ func (ch *channel) add(c *Conn) bool {
 func (ch *channel) remove(c *Conn) (empty bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	i, ok := ch.index[c]
-	if ok {
+	if i := ch.find(c); i >= 0 {
 		last := len(ch.members) - 1
 		moved := ch.members[last]
 		ch.members[i] = moved
-		ch.index[moved] = i
 		ch.members[last] = nil
 		ch.members = ch.members[:last]
-		delete(ch.index, c)
+		if ch.index != nil {
+			ch.index[moved] = i
+			delete(ch.index, c)
+		}
 	}
 	if len(ch.members) == 0 {
 		ch.dead = true
+		ch.index = nil
 		return true
 	}
 	return false
@@ -91,46 +133,50 @@ func (ch *channel) size() int {
 	return len(ch.members)
 }
 
-// deliver queues payload for every member. It never waits for a member.
-func (ch *channel) deliver(payload []byte) {
+// deliver queues payload, published to the channel, for every member of
+// the hub's. It never waits, for a member or for the dispatcher.
+func (ch *channel) deliver(h *Hub, payload []byte) {
 	size := wsHeaderLen(len(payload)) + len(payload)
-	cfg := &ch.hub.cfg
+	cfg := &h.cfg
 	maxFrames, maxBytes := max(cfg.QueueFrames/batchShare, 1), cfg.QueueBytes/batchShare
 	ch.qmu.Lock()
-	for ch.queued > maxChannelBacklog {
-		ch.room.Wait()
+	if ch.out != nil && ch.out.queued+size > maxChannelBacklog {
+		ch.qmu.Unlock()
+		h.dropped(ch.name)
+		return
 	}
-	last := len(ch.batches) - 1
-	if last < 0 || ch.batches[last].frames >= maxFrames || len(ch.batches[last].buf)+size > maxBytes {
-		ch.batches = append(ch.batches, batch{buf: make([]byte, 0, 2*size)})
+	if ch.out == nil {
+		// No dispatcher runs: this message starts one.
+		ch.out = &fanout{}
+		go ch.dispatch(h, ch.out)
+	}
+	out := ch.out
+	last := len(out.batches) - 1
+	if last < 0 || out.batches[last].frames >= maxFrames || len(out.batches[last].buf)+size > maxBytes {
+		out.batches = append(out.batches, batch{buf: make([]byte, 0, 2*size)})
 		last++
 	}
-	b := &ch.batches[last]
+	b := &out.batches[last]
 	b.buf = appendFrame(b.buf, opText, payload)
 	b.frames++
-	ch.queued += size
-	if !ch.running {
-		ch.running = true
-		go ch.dispatch()
-	}
+	out.queued += size
 	ch.qmu.Unlock()
 }
 
-// dispatch hands batches to the members until none is left.
-func (ch *channel) dispatch() {
-	var spare []batch
+// dispatch hands out's batches to the members until none is left, then
+// drops out.
+func (ch *channel) dispatch(h *Hub, out *fanout) {
 	for {
 		ch.qmu.Lock()
-		batches := ch.batches
+		batches := out.batches
 		if len(batches) == 0 {
-			ch.running = false
+			ch.out = nil
 			ch.qmu.Unlock()
 			return
 		}
 		// The buffers now belong to the members' outboxes, which may keep
 		// them; the next message starts a new one.
-		ch.batches, ch.queued = spare[:0], 0
-		ch.room.Broadcast()
+		out.batches, out.queued = out.spare[:0], 0
 		ch.qmu.Unlock()
 
 		ch.mu.RLock()
@@ -145,8 +191,10 @@ func (ch *channel) dispatch() {
 			delivered += n * b.frames
 		}
 		ch.mu.RUnlock()
-		ch.hub.stats.delivered.Add(uint64(delivered))
+		h.stats.delivered.Add(uint64(delivered))
 		clear(batches)
-		spare = batches
+		ch.qmu.Lock()
+		out.spare = batches
+		ch.qmu.Unlock()
 	}
 }

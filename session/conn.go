@@ -1,9 +1,9 @@
 package session
 
 import (
+	"context"
 	"net/netip"
 	"sync"
-	"time"
 )
 
 // Conn is one client connection on this node.
@@ -19,11 +19,19 @@ type Conn struct {
 	userSet  bool       // guarded by mu; user came from the query or a join, not anon-<conn>
 	channels []*channel // guarded by mu; a slice: most connections join few
 	gone     bool       // guarded by mu; disconnected, joins are refused
+	bucket   *bucket    // guarded by mu; the rate bucket of its user or IP
+	requests *requests  // guarded by mu; made by the first request
 
-	// Read-loop state: only Hub.Receive touches these, from one goroutine.
-	tokens  float64
-	last    time.Duration // since hub.epoch; 0 before the first frame
+	// Read-loop state: only the connection's worker touches it.
 	strikes int
+}
+
+// requests are a connection's custom frames waiting for a backend's
+// reply: at most Config.MaxRequests, all cancelled when it disconnects.
+type requests struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	pending int // guarded by Conn.mu
 }
 
 // ID is the connection's id, unique in the cluster and a valid subject token.
@@ -84,26 +92,11 @@ func (c *Conn) dropChannel(ch *channel) {
 	}
 }
 
-// allow takes one token from the connection's bucket; now is the time
-// since the hub's epoch.
-func (c *Conn) allow(now time.Duration, rate float64, burst int) bool {
-	if c.last == 0 {
-		c.tokens = float64(burst)
-	} else {
-		c.tokens += (now - c.last).Seconds() * rate
-		if c.tokens > float64(burst) {
-			c.tokens = float64(burst)
-		}
+// limitKey names c's rate bucket: its user, or its IP while anonymous;
+// callers hold c.mu.
+func (c *Conn) limitKey() bucketKey {
+	if c.userSet {
+		return bucketKey{user: c.user}
 	}
-	c.last = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
-}
-
-// Pong answers a client's WebSocket ping, in order with the other frames.
-func (c *Conn) Pong(payload []byte) {
-	c.out.send(appendFrame(make([]byte, 0, 2+len(payload)), opPong, payload), 1)
+	return bucketKey{ip: c.remote}
 }

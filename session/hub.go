@@ -30,7 +30,8 @@ type Hub struct {
 	conns    map[string]*Conn    // guarded by mu
 	draining bool                // guarded by mu
 
-	epoch time.Time // rate limiting measures time from here
+	epoch  time.Time // rate limiting measures time from here
+	limits *limiter
 
 	requests sync.WaitGroup // custom frames waiting for a backend's reply
 	stats    counters
@@ -69,6 +70,7 @@ func New(cfg Config, bus Bus, backend Backend, handler Handler) (*Hub, error) {
 		channels: make(map[string]*channel),
 		users:    make(map[string][]*Conn),
 		epoch:    time.Now(),
+		limits:   newLimiter(cfg.Rate, cfg.Burst),
 		pool:     make(chan *Conn),
 		closed:   make(chan struct{}),
 		conns:    make(map[string]*Conn),
@@ -82,7 +84,7 @@ func (h *Hub) Config() Config { return h.cfg }
 // identity the gateway established ("" for none yet) and remote the client
 // address. The welcome frame is the connection's first frame.
 func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error) {
-	if user != "" && !ValidUser(user) {
+	if user != "" && !ClaimableUser(user) {
 		return nil, fmt.Errorf("user %q: %w", user, errBadUser)
 	}
 	c := &Conn{hub: h, id: nuid.Next(), remote: remote, user: user, userSet: user != ""}
@@ -90,6 +92,7 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 		c.user = anonPrefix + c.id
 	}
 	c.out = outbox{t: t, c: c}
+	c.bucket = h.limits.acquire(c.limitKey(), h.now())
 
 	// The welcome goes out before the connection can be found, so nothing
 	// published to its user or id can overtake it; it is written outside
@@ -118,10 +121,19 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 	return c, nil
 }
 
-var errBadUser = errors.New("not a valid user name")
+var errBadUser = errors.New("not a valid user name, or one a client may not claim")
 
-// anonPrefix starts the user name of a connection that has none.
+// anonPrefix starts the user name of a connection that has none. Only the
+// server gives such names: a client that could claim anon-<conn> would
+// receive what is published to that connection's user.
 const anonPrefix = "anon-"
+
+// ClaimableUser reports whether a client may be user s: a valid user name
+// (§3) that does not start with anon-.
+func ClaimableUser(s string) bool { return ValidUser(s) && !strings.HasPrefix(s, anonPrefix) }
+
+// now is the time since the hub's epoch, the clock of rate limiting.
+func (h *Hub) now() time.Duration { return time.Since(h.epoch) }
 
 // closedByServer accounts for a connection the outbox closed on its own.
 func (h *Hub) closedByServer(c *Conn, d Disconnect) {
@@ -140,15 +152,13 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 		return // the server closed c (say, for its rate): it is not heard any more
 	}
 	f, perr := DecodeFrame(data)
-	if !c.allow(time.Since(h.epoch), h.cfg.Rate, h.cfg.Burst) {
-		c.strikes++
+	if ok, cut := h.admit(c); !ok {
 		h.sendError(c, errorf(CodeRateLimited, "more than %v frames per second; frame dropped", h.cfg.Rate), f.ID)
-		if c.strikes >= rateStrikes {
+		if cut {
 			c.Close(DisconnectRateLimit)
 		}
 		return
 	}
-	c.strikes = 0
 	if perr != nil {
 		h.sendError(c, perr, f.ID)
 		return
@@ -173,7 +183,7 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 	case TypeLeave:
 		h.leave(c, &f)
 	case TypePing:
-		c.out.send(textFrame(framePong), 1)
+		c.out.send(textFrame(encodePong(f.ID)), 1)
 	default:
 		h.custom(c, &f)
 	}
@@ -182,6 +192,41 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 // Binary answers a binary frame from c with close 1003, once the frames
 // that came before it are handled.
 func (h *Hub) Binary(c *Conn) { h.Enqueue(c, binaryFrame{}) }
+
+// Ping answers a WebSocket ping from c with a pong, in order with the
+// frames that came before it. The hub keeps payload.
+func (h *Hub) Ping(c *Conn, payload []byte) { h.Enqueue(c, pingFrame{payload}) }
+
+// receivePing answers a WebSocket ping. A ping takes a token like any
+// frame: a client that floods pings gets no pong past its rate, and is
+// closed with 1008 like any other flood.
+func (h *Hub) receivePing(c *Conn, payload []byte) {
+	if c.out.isClosed() {
+		return
+	}
+	if ok, cut := h.admit(c); !ok {
+		if cut {
+			c.Close(DisconnectRateLimit)
+		}
+		return
+	}
+	c.out.send(appendFrame(make([]byte, 0, 2+len(payload)), opPong, payload), 1)
+}
+
+// admit charges one frame of c to its rate bucket. Past the rate, the
+// frame is to be dropped (ok false); cut says c has been over the rate
+// rateStrikes frames in a row and is to be closed with 1008.
+func (h *Hub) admit(c *Conn) (ok, cut bool) {
+	c.mu.Lock()
+	b := c.bucket
+	c.mu.Unlock()
+	if b.take(h.now(), h.cfg.Rate, h.cfg.Burst) {
+		c.strikes = 0
+		return true, false
+	}
+	c.strikes++
+	return false, c.strikes >= rateStrikes
+}
 
 func (h *Hub) sendError(c *Conn, e *Error, id []byte) {
 	h.stats.countError(e.Code)
@@ -247,19 +292,30 @@ func (h *Hub) claimUser(c *Conn, user string) *Error {
 	if !ValidUser(user) {
 		return errorf(CodeBadRequest, "invalid user name %q", user)
 	}
+	if !ClaimableUser(user) {
+		return errorf(CodeBadRequest, "user names starting with %q are the server's", anonPrefix)
+	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	c.mu.Lock()
 	old, set := c.user, c.userSet
+	var ipKey bucketKey
+	var ipBucket *bucket
 	if !set {
+		ipKey, ipBucket = c.limitKey(), c.bucket
 		c.user, c.userSet = user, true
+		// From now on the connection counts against its user's bucket.
+		c.bucket = h.limits.acquire(c.limitKey(), h.now())
 	}
 	c.mu.Unlock()
-	switch {
-	case set && old != user:
-		return errorf(CodeBadRequest, "this connection is already user %q", old)
-	case !set:
+	if !set {
 		h.indexUser(c, user)
+	}
+	h.mu.Unlock()
+	if ipBucket != nil {
+		h.limits.release(ipKey, ipBucket, h.now())
+	}
+	if set && old != user {
+		return errorf(CodeBadRequest, "this connection is already user %q", old)
 	}
 	return nil
 }
@@ -332,15 +388,26 @@ func (h *Hub) custom(c *Conn, f *Frame) {
 		}
 		return
 	}
+	connCtx, ok := c.startRequest(h.cfg.MaxRequests)
+	if !ok {
+		h.sendError(c, errorf(CodeTooManyRequests, "at most %d requests may wait for a reply", h.cfg.MaxRequests), f.ID)
+		return
+	}
+	if connCtx == nil {
+		return // disconnected
+	}
 	id := append([]byte(nil), f.ID...)
 	typ := f.Type
 	h.requests.Add(1)
 	go func() {
 		defer h.requests.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+		defer c.endRequest()
+		ctx, cancel := context.WithTimeout(connCtx, h.cfg.RequestTimeout)
 		defer cancel()
 		reply, err := h.backend.Send(ctx, typ, user, c.id, payload, true)
 		switch {
+		case connCtx.Err() != nil:
+			// The connection is gone: nobody is left to answer.
 		case err == nil:
 			c.out.send(textFrame(encodeReply(id, reply)), 1)
 		case errors.Is(err, ErrNoHandler):
@@ -366,6 +433,9 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 	c.gone = true
 	chans := c.channels
 	c.channels = nil
+	if c.requests != nil {
+		c.requests.cancel()
+	}
 	c.mu.Unlock()
 	c.out.abandon()
 
@@ -374,7 +444,9 @@ func (h *Hub) Disconnect(c *Conn, reason error) {
 	}
 	c.mu.Lock()
 	user, named := c.user, c.userSet
+	key, b := c.limitKey(), c.bucket
 	c.mu.Unlock()
+	h.limits.release(key, b, h.now())
 	h.mu.Lock()
 	delete(h.conns, c.id)
 	if named {
@@ -393,7 +465,7 @@ func (h *Hub) addMember(c *Conn, name string) *channel {
 		if ch == nil {
 			h.mu.Lock()
 			if ch = h.channels[name]; ch == nil {
-				ch = newChannel(h, name)
+				ch = newChannel(name)
 				h.channels[name] = ch
 			}
 			h.mu.Unlock()
@@ -502,7 +574,7 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 	if h.cfg.PresenceLimit > 0 && bytes.HasPrefix(payload, controlPrefix) && ch.size() > h.cfg.PresenceLimit {
 		return
 	}
-	ch.deliver(payload)
+	ch.deliver(h, payload)
 }
 
 // controlPrefix starts every control frame encodeControl builds.
@@ -616,4 +688,31 @@ func (h *Hub) Wait(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// startRequest counts one more request of c waiting for a reply and
+// returns the context that ends when c disconnects; ok is false when c
+// has max requests waiting already, ctx nil when c is gone.
+func (c *Conn) startRequest(max int) (ctx context.Context, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		return nil, true
+	}
+	if c.requests == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.requests = &requests{ctx: ctx, cancel: cancel}
+	}
+	if c.requests.pending >= max {
+		return nil, false
+	}
+	c.requests.pending++
+	return c.requests.ctx, true
+}
+
+// endRequest counts a request of c as answered.
+func (c *Conn) endRequest() {
+	c.mu.Lock()
+	c.requests.pending--
+	c.mu.Unlock()
 }

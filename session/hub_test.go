@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -247,6 +248,7 @@ func TestErrors(t *testing.T) {
 		{`{"type":"nobody","id":10}`, `{"type":"error","code":"no_handler","msg":"no backend handles \"nobody\"","id":10}`},
 		{`{"type":"echo","id":"e"}`, `{"type":"reply","id":"e","msg":{"ok":1}}`},
 		{`{"type":"ping"}`, `{"type":"pong"}`},
+		{`{"type":"ping","id":"p1"}`, `{"type":"pong","id":"p1"}`},
 	}
 	for _, c2 := range cases {
 		h.Receive(c, []byte(c2.in))
@@ -456,4 +458,300 @@ func TestDeliverTargets(t *testing.T) {
 			t.Fatalf("frame %q: %v", f, err)
 		}
 	}
+}
+
+// TestRateBucketShared: the rate bucket belongs to the user on the node,
+// or to the client IP while anonymous, and reconnecting does not refill
+// it.
+func TestRateBucketShared(t *testing.T) {
+	ip1, ip2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	cases := []struct {
+		name         string
+		user1, user2 string
+		ip1, ip2     netip.Addr
+		shared       bool
+	}{
+		{"same user, two IPs", "mallory", "mallory", ip1, ip2, true},
+		{"anonymous, one IP", "", "", ip1, ip1, true},
+		{"anonymous, two IPs", "", "", ip1, ip2, false},
+		{"two users, one IP", "ann", "bob", ip1, ip1, false},
+		{"anonymous, IP unknown", "", "", netip.Addr{}, netip.Addr{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 3})
+			t1, t2 := &fakeTransport{}, &fakeTransport{}
+			a, _ := h.Connect(t1, c.user1, c.ip1)
+			for i := 0; i < 3; i++ {
+				h.Receive(a, []byte(`{"type":"ping"}`))
+			}
+			// Reconnect: the new connection gets what is left, nothing.
+			h.Disconnect(a, nil)
+			b, _ := h.Connect(t2, c.user2, c.ip2)
+			h.Receive(b, []byte(`{"type":"ping","id":1}`))
+			limited := strings.Contains(strings.Join(t2.frames(), ""), `"code":"rate_limited"`)
+			if limited != c.shared {
+				t.Fatalf("second connection rate limited: %v, want %v; frames %q", limited, c.shared, t2.frames())
+			}
+		})
+	}
+}
+
+// TestRateBucketClaimedUser: an anonymous connection that names itself in
+// a join counts against its user's bucket from then on.
+func TestRateBucketClaimedUser(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 3})
+	ip := netip.MustParseAddr("192.0.2.9")
+	t1, t2 := &fakeTransport{}, &fakeTransport{}
+	a, _ := h.Connect(t1, "mallory", netip.MustParseAddr("192.0.2.1"))
+	for i := 0; i < 3; i++ {
+		h.Receive(a, []byte(`{"type":"ping"}`))
+	}
+	b, _ := h.Connect(t2, "", ip)
+	h.Receive(b, []byte(`{"type":"join","channel":"x","user":"mallory"}`))
+	waitFrame(t, t2, `"joined"`)
+	h.Receive(b, []byte(`{"type":"ping","id":2}`))
+	waitFrame(t, t2, `"code":"rate_limited","msg":"more than 0.01 frames per second; frame dropped","id":2}`)
+}
+
+// TestRateBucketsForgotten: a bucket nobody uses is dropped once it has
+// refilled, so the hub keeps buckets only for users and IPs seen lately.
+func TestRateBucketsForgotten(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{Rate: 1000, Burst: 5}) // refills in 5ms
+	for i := 0; i < 100; i++ {
+		c, _ := h.Connect(&fakeTransport{}, fmt.Sprintf("u%d", i), netip.Addr{})
+		h.Receive(c, []byte(`{"type":"ping"}`))
+		h.Disconnect(c, nil)
+	}
+	if n := h.limits.size(); n == 0 || n > 100 {
+		t.Fatalf("%d buckets right after 100 users left", n)
+	}
+	checkFor(t, 2*time.Second, func() error {
+		// Sweeping happens as connections come and go.
+		c, _ := h.Connect(&fakeTransport{}, "last", netip.Addr{})
+		h.Disconnect(c, nil)
+		if n := h.limits.size(); n > 1 {
+			return fmt.Errorf("%d buckets kept", n)
+		}
+		return nil
+	})
+}
+
+// TestPingsCount: WebSocket pings take tokens like frames: past the
+// rate they get no pong, and a flood of them is closed with 1008.
+func TestPingsCount(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 2})
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", netip.Addr{})
+	for i := 0; i < 2+rateStrikes; i++ {
+		h.Ping(c, []byte("p"))
+	}
+	checkFor(t, 2*time.Second, func() error {
+		if d := tr.closedWith(); d == nil || d.Code != ClosePolicy {
+			return fmt.Errorf("closed with %v, want 1008", d)
+		}
+		return nil
+	})
+	if n := strings.Count(string(tr.buf), "\x8a\x01p"); n != 2 {
+		t.Fatalf("%d pongs, want 2", n)
+	}
+}
+
+// TestMaxRequests: a connection may have MaxRequests frames waiting for a
+// backend's reply; more are refused, and all are cancelled when it
+// disconnects, so nothing outlives it.
+func TestMaxRequests(t *testing.T) {
+	h, _, be := newTestHub(t, Config{MaxRequests: 3, RequestTimeout: time.Minute})
+	var mu sync.Mutex
+	started, cancelled := 0, 0
+	be.send = func(ctx context.Context, _ string, _ []byte, wantReply bool) ([]byte, error) {
+		mu.Lock()
+		started++
+		mu.Unlock()
+		if !wantReply {
+			return nil, nil
+		}
+		<-ctx.Done()
+		mu.Lock()
+		cancelled++
+		mu.Unlock()
+		return nil, ctx.Err()
+	}
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", netip.Addr{})
+	for i := 0; i < 5; i++ {
+		h.Receive(c, []byte(fmt.Sprintf(`{"type":"audit","id":%d}`, i)))
+	}
+	waitFrame(t, tr, `{"type":"error","code":"too_many_requests","msg":"at most 3 requests may wait for a reply","id":3}`)
+	waitFrame(t, tr, `"code":"too_many_requests","msg":"at most 3 requests may wait for a reply","id":4}`)
+	// A frame without an id is not a request: it is published at once.
+	h.Receive(c, []byte(`{"type":"audit"}`))
+	h.Disconnect(c, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := h.Wait(ctx); err != nil {
+		t.Fatalf("requests outlived their connection: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if started != 4 || cancelled != 3 { // 3 requests and 1 publish; the requests cancelled
+		t.Fatalf("backend saw %d sends, %d cancelled", started, cancelled)
+	}
+	if strings.Contains(strings.Join(tr.frames(), ""), `"code":"timeout"`) {
+		t.Fatal("a cancelled request was answered")
+	}
+}
+
+// TestAnonNamesReserved: anon- names belong to the server's anonymous
+// connections; a client cannot claim one, so it cannot receive another
+// connection's user messages.
+func TestAnonNamesReserved(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	victim, _ := h.Connect(&fakeTransport{}, "", netip.Addr{})
+	if _, err := h.Connect(&fakeTransport{}, victim.User(), netip.Addr{}); err == nil {
+		t.Fatalf("connected as %s", victim.User())
+	}
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", netip.Addr{})
+	h.Receive(c, []byte(`{"type":"join","channel":"x","user":"`+victim.User()+`","id":1}`))
+	waitFrame(t, tr, `"code":"bad_request","msg":"user names starting with \"anon-\" are the server's","id":1}`)
+	h.DeliverUser(victim.User(), []byte(`{"secret":1}`))
+	for _, f := range tr.frames() {
+		if strings.Contains(f, "secret") {
+			t.Fatal("a claimed anon- name received the victim's message")
+		}
+	}
+}
+
+func checkFor(t testing.TB, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestConfigRanges(t *testing.T) {
+	cases := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Rate: math.NaN()}, "session.rate"},
+		{Config{Rate: math.Inf(1)}, "session.rate"},
+		{Config{Rate: -1}, "session.rate"},
+		{Config{MaxMessageBytes: 2 << 20}, "session.max_message_bytes"},
+		{Config{MaxMessageBytes: 10}, "session.max_message_bytes"},
+		{Config{RequestTimeout: time.Nanosecond}, "session.request_timeout"},
+		{Config{RequestTimeout: 24 * time.Hour}, "session.request_timeout"},
+		{Config{MaxRequests: -1}, "session.max_requests"},
+		{Config{Burst: -5}, "session.burst"},
+		{Config{QueueBytes: 100}, "session.queue_bytes"},
+		{Config{PresenceLimit: -1}, "session.presence_limit"},
+		{Config{PrivatePrefix: "a.b"}, "session.private_prefix"},
+		{Config{MaxChannels: -1}, "session.max_channels"},
+	}
+	for _, c := range cases {
+		cfg := c.cfg
+		cfg.setDefaults()
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), c.want+":") {
+			t.Errorf("%+v: %v, want an error about %s", c.cfg, err, c.want)
+		}
+	}
+	var ok Config
+	ok.setDefaults()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+}
+
+// TestChannelMembership: members are found and removed alike below and
+// above the size at which a channel starts keeping an index.
+func TestChannelMembership(t *testing.T) {
+	ch := newChannel("c")
+	conns := make([]*Conn, 3*indexAt)
+	for i := range conns {
+		conns[i] = &Conn{id: fmt.Sprint(i)}
+		if !ch.add(conns[i]) || !ch.add(conns[i]) {
+			t.Fatal("add refused")
+		}
+	}
+	if len(ch.members) != len(conns) {
+		t.Fatalf("%d members after adding %d twice each", len(ch.members), len(conns))
+	}
+	// Remove every other member, then the rest, checking each time that
+	// exactly the remaining ones are found where members says.
+	check := func(want map[*Conn]bool) {
+		t.Helper()
+		if len(ch.members) != len(want) {
+			t.Fatalf("%d members, want %d", len(ch.members), len(want))
+		}
+		for c := range want {
+			if i := ch.find(c); i < 0 || ch.members[i] != c {
+				t.Fatalf("member %s not found", c.id)
+			}
+		}
+	}
+	left := map[*Conn]bool{}
+	for _, c := range conns {
+		left[c] = true
+	}
+	for i := 0; i < len(conns); i += 2 {
+		ch.remove(conns[i])
+		delete(left, conns[i])
+		check(left)
+	}
+	for i := 1; i < len(conns); i += 2 {
+		empty := ch.remove(conns[i])
+		delete(left, conns[i])
+		check(left)
+		if empty != (len(left) == 0) {
+			t.Fatalf("remove reported empty=%v with %d left", empty, len(left))
+		}
+	}
+	if ch.add(conns[0]) {
+		t.Fatal("a dead channel took a member")
+	}
+}
+
+// TestChannelBacklogDrops: DeliverChannel never waits, even for a channel
+// whose dispatcher cannot keep up (here: held still); past the backlog
+// bound that channel's messages are dropped and counted, and it goes on
+// once the dispatcher does.
+func TestChannelBacklogDrops(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{MaxMessageBytes: MaxMessageBytesLimit})
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", netip.Addr{})
+	h.Receive(c, []byte(`{"type":"join","channel":"busy"}`))
+	waitFrame(t, tr, `"joined"`)
+	h.mu.RLock()
+	ch := h.channels["busy"]
+	h.mu.RUnlock()
+	ch.mu.Lock() // the dispatcher waits for it
+	payload := []byte(`{"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < maxChannelBacklog>>20+8; i++ {
+			h.DeliverChannel("busy", payload)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("DeliverChannel waited for a stuck channel")
+	}
+	ch.mu.Unlock()
+	if d := h.Stats().Dropped; d == 0 || d > 10 {
+		t.Fatalf("%d messages dropped, want the few over the bound", d)
+	}
+	h.DeliverChannel("busy", []byte(`{"after":1}`))
+	waitFrame(t, tr, `{"after":1}`)
 }

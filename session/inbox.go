@@ -19,6 +19,13 @@ type binaryFrame struct{}
 func (binaryFrame) Bytes() []byte { return nil }
 func (binaryFrame) Close() error  { return nil }
 
+// pingFrame stands in the inbox for a WebSocket ping: it is answered in
+// order with the other frames and counts against the rate limit like them.
+type pingFrame struct{ payload []byte }
+
+func (p pingFrame) Bytes() []byte { return p.payload }
+func (pingFrame) Close() error    { return nil }
+
 // maxInbox is how many frames of one connection may wait to be handled
 // before its reader waits: a client cannot queue work faster than the
 // node does it.
@@ -133,9 +140,12 @@ func (h *Hub) work(c *Conn) {
 		in.wake()
 		in.mu.Unlock()
 
-		if _, binary := m.(binaryFrame); binary {
+		switch m := m.(type) {
+		case binaryFrame:
 			c.Close(DisconnectBinary)
-		} else {
+		case pingFrame:
+			h.receivePing(c, m.payload)
+		default:
 			h.Receive(c, m.Bytes())
 		}
 		_ = m.Close()

@@ -13,12 +13,16 @@ const (
 	CodeForbidden       Code = "forbidden"
 	CodeTooManyChannels Code = "too_many_channels"
 	CodeRateLimited     Code = "rate_limited"
+	CodeTooManyRequests Code = "too_many_requests"
 	CodeNoHandler       Code = "no_handler"
 	CodeTimeout         Code = "timeout"
 )
 
 // Codes lists every error code, in a fixed order (metrics use it).
-var Codes = []Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited, CodeNoHandler, CodeTimeout}
+var Codes = [numCodes]Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited,
+	CodeTooManyRequests, CodeNoHandler, CodeTimeout}
+
+const numCodes = 8
 
 // Error is a protocol error: the client receives it as an error frame and
 // its connection stays open.
@@ -41,7 +45,7 @@ const (
 	CloseNormal       CloseCode = 1000
 	CloseGoingAway    CloseCode = 1001
 	CloseUnsupported  CloseCode = 1003 // binary frame
-	ClosePolicy       CloseCode = 1008 // rate limit exceeded ten times in a row
+	ClosePolicy       CloseCode = 1008 // rate limit exceeded ten times in a row, or a frame too slow to arrive
 	CloseTooBig       CloseCode = 1009 // frame larger than max_message_bytes
 	CloseSlowConsumer CloseCode = 4001
 )
@@ -60,6 +64,7 @@ var (
 	DisconnectGoingAway    = Disconnect{CloseGoingAway, "going away"}
 	DisconnectBinary       = Disconnect{CloseUnsupported, "binary frames are not supported"}
 	DisconnectRateLimit    = Disconnect{ClosePolicy, "rate limit exceeded"}
+	DisconnectFrameTimeout = Disconnect{ClosePolicy, "frame timeout"}
 	DisconnectSlowConsumer = Disconnect{CloseSlowConsumer, "slow consumer"}
 	DisconnectWriteFailed  = Disconnect{CloseNormal, "write failed"}
 )

@@ -1,6 +1,9 @@
 package session
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // counters are the hub's running totals; hot paths add to them once per
 // message or per batch, never per member.
@@ -8,13 +11,19 @@ type counters struct {
 	received      atomic.Uint64
 	delivered     atomic.Uint64
 	slowConsumers atomic.Uint64
-	errors        [7]atomic.Uint64 // by codeIndex
+	dropped       atomic.Uint64
+	droppedLogged atomic.Int64            // when a drop was last logged, in ns since the hub's epoch
+	errors        [numCodes]atomic.Uint64 // by codeIndex
 }
 
-var codeIndex = map[Code]int{
-	CodeBadRequest: 0, CodeBadChannel: 1, CodeForbidden: 2, CodeTooManyChannels: 3,
-	CodeRateLimited: 4, CodeNoHandler: 5, CodeTimeout: 6,
-}
+// codeIndex is the index of each code in Codes.
+var codeIndex = func() map[Code]int {
+	m := make(map[Code]int, len(Codes))
+	for i, c := range Codes {
+		m[c] = i
+	}
+	return m
+}()
 
 func (s *counters) countError(c Code) { s.errors[codeIndex[c]].Add(1) }
 
@@ -25,6 +34,7 @@ type Stats struct {
 	Received      uint64          // client frames received
 	Delivered     uint64          // frames handed to client connections
 	SlowConsumers uint64          // connections closed with 4001
+	Dropped       uint64          // channel messages dropped over a channel's backlog bound
 	Errors        map[Code]uint64 // error frames sent, by code
 }
 
@@ -36,6 +46,7 @@ func (h *Hub) Stats() Stats {
 	s.Received = h.stats.received.Load()
 	s.Delivered = h.stats.delivered.Load()
 	s.SlowConsumers = h.stats.slowConsumers.Load()
+	s.Dropped = h.stats.dropped.Load()
 	s.Errors = make(map[Code]uint64, len(Codes))
 	for _, c := range Codes {
 		s.Errors[c] = h.stats.errors[codeIndex[c]].Load()
@@ -48,4 +59,16 @@ func (h *Hub) Counts() (connections, channels int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.conns), len(h.channels)
+}
+
+// dropped counts a message of channel dropped over its backlog bound, and
+// logs it at most once a second.
+func (h *Hub) dropped(channel string) {
+	h.stats.dropped.Add(1)
+	now := int64(h.now())
+	last := h.stats.droppedLogged.Load()
+	if now-last >= int64(time.Second) && h.stats.droppedLogged.CompareAndSwap(last, now) {
+		h.log.Warn("channel backlog over its bound: messages dropped (the node cannot fan out as fast as they come)",
+			logChannel, channel, "bound_bytes", maxChannelBacklog, "dropped_total", h.stats.dropped.Load())
+	}
 }
