@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 func writeFile(t testing.TB, body string) string {
@@ -164,6 +166,25 @@ func TestHelpListsCommands(t *testing.T) {
 		"--admin-listen", "--workers", "--nats-url", "--log-level", "--log-format", "--drain", "PUSHGRID_LISTEN"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("serve help lacks %s", flag)
+		}
+	}
+}
+
+// TestExampleConfigHasEveryKey: config.example.toml documents every key.
+func TestExampleConfigHasEveryKey(t *testing.T) {
+	example, err := os.ReadFile("config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree map[string]any
+	if err := toml.Unmarshal(example, &tree); err != nil {
+		t.Fatal(err)
+	}
+	flat := map[string]any{}
+	flatten("", tree, flat)
+	for key := range settingKeys {
+		if _, ok := flat[key]; !ok && key != "node" { // node defaults to the host name: shown commented out
+			t.Errorf("config.example.toml lacks %s", key)
 		}
 	}
 }

@@ -102,6 +102,7 @@ func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error
 	if h.draining {
 		h.mu.Unlock()
 		c.Close(DisconnectGoingAway)
+		h.limits.release(c.limitKey(), c.bucket, h.now())
 		return nil, ErrDraining
 	}
 	h.conns[c.id] = c

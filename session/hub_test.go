@@ -1,15 +1,18 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -727,10 +730,9 @@ func TestChannelMembership(t *testing.T) {
 // once the dispatcher does.
 func TestChannelBacklogDrops(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{MaxMessageBytes: MaxMessageBytesLimit})
-	tr := &fakeTransport{}
+	tr := &watchTransport{needle: []byte(`{"after":1}`)}
 	c, _ := h.Connect(tr, "", netip.Addr{})
 	h.Receive(c, []byte(`{"type":"join","channel":"busy"}`))
-	waitFrame(t, tr, `"joined"`)
 	h.mu.RLock()
 	ch := h.channels["busy"]
 	h.mu.RUnlock()
@@ -745,7 +747,7 @@ func TestChannelBacklogDrops(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("DeliverChannel waited for a stuck channel")
 	}
 	ch.mu.Unlock()
@@ -753,5 +755,53 @@ func TestChannelBacklogDrops(t *testing.T) {
 		t.Fatalf("%d messages dropped, want the few over the bound", d)
 	}
 	h.DeliverChannel("busy", []byte(`{"after":1}`))
-	waitFrame(t, tr, `{"after":1}`)
+	checkFor(t, 30*time.Second, func() error {
+		if !tr.seen.Load() {
+			return fmt.Errorf("the channel delivers nothing after the drops")
+		}
+		return nil
+	})
+}
+
+// watchTransport takes everything and remembers whether needle went by.
+type watchTransport struct {
+	needle []byte
+	seen   atomic.Bool
+}
+
+func (w *watchTransport) TryWrite(p []byte) (int, error) {
+	if bytes.Contains(p, w.needle) {
+		w.seen.Store(true)
+	}
+	return len(p), nil
+}
+
+func (w *watchTransport) Write(bufs [][]byte) error {
+	for _, p := range bufs {
+		_, _ = w.TryWrite(p)
+	}
+	return nil
+}
+
+func (w *watchTransport) Close(Disconnect) error { return nil }
+
+// TestDrainingConnectKeepsNoBucket: a connection refused while the node
+// drains leaves no rate bucket behind.
+func TestDrainingConnectKeepsNoBucket(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{Rate: 1000, Burst: 1}) // refills in 1ms
+	h.Drain()
+	for i := 0; i < 10; i++ {
+		if _, err := h.Connect(&fakeTransport{}, fmt.Sprintf("late%d", i), netip.Addr{}); !errors.Is(err, ErrDraining) {
+			t.Fatalf("connect while draining: %v", err)
+		}
+	}
+	checkFor(t, 2*time.Second, func() error {
+		h.limits.mu.Lock()
+		h.limits.sweepLocked(h.now())
+		h.limits.mu.Unlock()
+		if n := h.limits.size(); n != 0 {
+			return fmt.Errorf("%d buckets kept", n)
+		}
+		return nil
+	})
 }
