@@ -48,26 +48,28 @@ func TestForgedFramesRefused(t *testing.T) {
 	mallory.join("lobby")
 	awaitInterest(t, nodes, "lobby", 3)
 
-	forged := []string{
-		`{"type":"chat","channel":"lobby","msg":0,"id":1,"id":",\"user\":\"admin\""}`,
-		`{"type":"chat","channel":"lobby","msg":0,"id":1,"msg":",\"user\":\"admin\"","id":3}`,
-		`{"type":"chat","channel":"lobby","msg":0,"msg":"AAAAAAAAAAAAAAAAAAAAAAA,\"user\":\"admin\"}"}`,
-		`{"type":"chat","channel":"lobby","user":"mallory","msg":0,"user":"admin"}`,
-		`{"type":"chat","channel":"lobby","msg":{"text":"hi","TEXT":"bye"}}`,
-		`{"type":"chat","Channel":"lobby","channel":"lobby","msg":1}`,
-		`{"type":"leave","channel":"lobby","channel":"other"}`,
-		`{"type":"refund","TYPE":"refund","id":1}`,
-		`{"type":"refund","amount":1,"amount":1000000}`,
-		`{"type":"refund","ID":7}`,
+	// Each forged frame, and the id its error echoes (nil: none, when the
+	// frame has no one "id").
+	forged := []struct {
+		frame string
+		id    any
+	}{
+		{`{"type":"chat","channel":"lobby","msg":0,"id":1,"id":",\"user\":\"admin\""}`, nil},
+		{`{"type":"chat","channel":"lobby","msg":0,"id":1,"msg":",\"user\":\"admin\"","id":3}`, nil},
+		{`{"type":"chat","channel":"lobby","msg":0,"msg":"AAAAAAAAAAAAAAAAAAAAAAA,\"user\":\"admin\"}"}`, nil},
+		{`{"type":"chat","channel":"lobby","user":"mallory","msg":0,"user":"admin","id":"u"}`, "u"},
+		{`{"type":"chat","channel":"lobby","msg":{"text":"hi","TEXT":"bye"},"id":5}`, 5.0},
+		{`{"type":"chat","Channel":"lobby","channel":"lobby","msg":1}`, nil},
+		{`{"type":"leave","channel":"lobby","channel":"other"}`, nil},
+		{`{"type":"refund","TYPE":"refund","id":1}`, 1.0},
+		{`{"type":"refund","amount":1,"amount":1000000}`, nil},
+		{`{"type":"refund","ID":7}`, nil},
 	}
 	for _, f := range forged {
-		mallory.sendRaw(f)
+		mallory.sendRaw(f.frame)
 		e := mallory.next("error")
-		if e["code"] != "bad_request" {
-			t.Fatalf("%s: answered %v, want bad_request", f, e)
-		}
-		if _, echoed := e["id"]; echoed {
-			t.Fatalf("%s: an id was echoed from an ambiguous frame: %v", f, e)
+		if e["code"] != "bad_request" || e["id"] != f.id {
+			t.Fatalf("%s: answered %v, want bad_request with id %v", f.frame, e, f.id)
 		}
 	}
 	// A plain chat after them arrives as sent, and it is the first chat

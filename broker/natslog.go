@@ -52,7 +52,8 @@ const (
 	repeatEvery = time.Minute
 	retryKind   = "route retry|"
 	// maxKinds bounds the maps above; past it, entries older than
-	// repeatEvery are forgotten.
+	// repeatEvery are forgotten, and while none is that old a new kind is
+	// logged but not remembered (the maps never grow past it).
 	maxKinds = 1024
 )
 
@@ -196,7 +197,9 @@ func (l *natsLogger) admit(kind string, now time.Time) (bool, int) {
 				}
 			}
 		}
-		l.seen[kind] = &repeating{last: now}
+		if len(l.seen) < maxKinds {
+			l.seen[kind] = &repeating{last: now}
+		}
 		return true, 0
 	}
 	if now.Sub(r.last) < l.every {
@@ -221,5 +224,7 @@ func (l *natsLogger) remember(m map[string]time.Time, k string, now time.Time) {
 			}
 		}
 	}
-	m[k] = now
+	if _, known := m[k]; known || len(m) < maxKinds {
+		m[k] = now
+	}
 }

@@ -187,3 +187,17 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("without a server: %d routes", got)
 	}
 }
+
+// TestNatsLoggerBounded: lines of ever new kinds, as a peer sending
+// garbage could make, never grow the logger's memory past maxKinds.
+func TestNatsLoggerBounded(t *testing.T) {
+	l := newNatsLogger(slog.New(slog.DiscardHandler), "c")
+	for i := 0; i < 3*maxKinds; i++ {
+		l.Errorf("client parser error: %q", fmt.Sprintf("garbage %d", i))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.seen); n > maxKinds {
+		t.Fatalf("%d kinds remembered, bound %d", n, maxKinds)
+	}
+}

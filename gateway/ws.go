@@ -43,8 +43,12 @@ type events struct{ hub *session.Hub }
 
 var _ gws.Event = (*events)(nil)
 
-func (e *events) OnOpen(*gws.Conn)         {}
-func (e *events) OnPong(*gws.Conn, []byte) {}
+func (e *events) OnOpen(*gws.Conn) {}
+func (e *events) OnPong(s *gws.Conn, _ []byte) {
+	if c := liveConn(s); c != nil {
+		e.hub.Pong(c)
+	}
+}
 
 func (e *events) OnPing(s *gws.Conn, p []byte) {
 	if c := liveConn(s); c != nil {

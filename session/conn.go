@@ -98,5 +98,5 @@ func (c *Conn) limitKey() bucketKey {
 	if c.userSet {
 		return bucketKey{user: c.user}
 	}
-	return bucketKey{ip: c.remote}
+	return bucketKey{ip: ipKey(c.remote)}
 }

@@ -39,7 +39,8 @@ var frameKeys = []string{"type", "channel", "user", "msg", "id"}
 // "user" where present. Channel and user names are not validated here; the
 // frame's handler does that, since which fields a type needs depends on it.
 // On error, the returned frame still carries the ID when the frame was
-// well-formed JSON and the ID could be read. data is only read.
+// well-formed JSON with one "id", a string or a number, so the client
+// learns which of its frames was refused. data is only read.
 func DecodeFrame(data []byte) (Frame, *Error) {
 	f := Frame{Raw: data}
 	d := decoder{data: data}
@@ -56,11 +57,14 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 		return f, errorf(CodeBadRequest, "a frame must be one JSON object")
 	}
 
-	if id := top.id; id != nil && string(id) != "null" {
+	if id := top.id; id != nil && string(id) != "null" && !top.idTwice {
 		if c := id[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
 			return f, errorf(CodeBadRequest, "id must be a string or a number")
 		}
 		f.ID = json.RawMessage(id)
+	}
+	if d.ambiguous != nil {
+		return f, d.ambiguous
 	}
 	var ok bool
 	if f.Type, ok = frameType(top.typ); !ok || f.Type == "" {
@@ -82,6 +86,7 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 // each a part of the frame, nil when absent.
 type topFields struct {
 	typ, channel, user, msg, id []byte
+	idTwice                     bool // "id" came twice (the frame is refused, and no id echoed)
 }
 
 func (t *topFields) field(key string) *[]byte {
@@ -193,6 +198,17 @@ func hasByte(b []byte, c byte) bool {
 type decoder struct {
 	data []byte
 	i    int
+	// ambiguous is the first key found twice, or a case variant of a
+	// protocol key: the frame is refused, but read to its end, so that
+	// its id can still be echoed.
+	ambiguous *Error
+}
+
+// ambiguity records err unless an earlier one was recorded.
+func (d *decoder) ambiguity(err *Error) {
+	if d.ambiguous == nil {
+		d.ambiguous = err
+	}
 }
 
 var (
@@ -277,9 +293,10 @@ func (d *decoder) object(depth int, top *topFields) *Error {
 		var ok bool
 		if keys, dup, ok = keys.add(key); !ok {
 			if dup == key {
-				return errorf(CodeBadRequest, "key %q appears twice", key)
+				d.ambiguity(errorf(CodeBadRequest, "key %q appears twice", key))
+			} else {
+				d.ambiguity(errorf(CodeBadRequest, "key %q appears twice, but for case (%q)", key, dup))
 			}
-			return errorf(CodeBadRequest, "key %q appears twice, but for case (%q)", key, dup)
 		}
 		d.skipSpace()
 		if d.peek() != ':' {
@@ -292,10 +309,14 @@ func (d *decoder) object(depth int, top *topFields) *Error {
 			return err
 		}
 		if top != nil {
-			if field := top.field(key); field != nil {
+			switch field := top.field(key); {
+			case field != nil && *field == nil:
 				*field = d.data[start:d.i]
-			} else if real := protocolKey(key); real != "" {
-				return errorf(CodeBadRequest, "key %q is not %q: keys are case-sensitive", key, real)
+			case field != nil:
+				top.idTwice = top.idTwice || key == "id"
+			case protocolKey(key) != "":
+				d.ambiguity(errorf(CodeBadRequest, "key %q is not %q: keys are case-sensitive", key, protocolKey(key)))
+				top.idTwice = top.idTwice || protocolKey(key) == "id"
 			}
 		}
 		d.skipSpace()

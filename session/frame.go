@@ -115,6 +115,10 @@ func encodeReply(id json.RawMessage, payload []byte) []byte {
 	return append(b, '}')
 }
 
+// framePong is {"type":"pong"} as a text frame, the answer to every ping
+// without an id.
+var framePong = textFrame(encodePong(nil))
+
 // encodePong builds {"type":"pong"[,"id":ID]}.
 func encodePong(id json.RawMessage) []byte {
 	b := make([]byte, 0, 16+len(id)+6)

@@ -54,12 +54,14 @@ func TestDecodeFrame(t *testing.T) {
 		{in: `{"type":"x","msg":tru}`, code: CodeBadRequest},
 		{in: `{"type":"x","msg":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}`, code: CodeBadRequest},
 		// A key twice, or twice but for case, at any depth; a case variant
-		// of a protocol key at the top. No id is echoed for these: which
-		// one would it be?
+		// of a protocol key at the top. The id is echoed when there is
+		// one; not when it is itself twice: which one would it be?
 		{in: `{"type":"join","type":"chat","channel":"c"}`, code: CodeBadRequest},
 		{in: `{"type":"chat","channel":"lobby","msg":0,"id":1,"id":2}`, code: CodeBadRequest},
 		{in: `{"type":"chat","channel":"lobby","user":"a","msg":0,"user":"admin"}`, code: CodeBadRequest},
-		{in: `{"type":"refund","TYPE":"refund","id":1}`, code: CodeBadRequest},
+		{in: `{"type":"refund","TYPE":"refund","id":1}`, id: "1", code: CodeBadRequest},
+		{in: `{"type":"x","id":"a","msg":{"k":1,"K":2}}`, id: `"a"`, code: CodeBadRequest},
+		{in: `{"type":"x","ID":"a","id":"b"}`, code: CodeBadRequest},
 		{in: `{"TYPE":"ping"}`, code: CodeBadRequest},
 		{in: `{"type":"chat","Channel":"a","channel":"b"}`, code: CodeBadRequest},
 		{in: `{"type":"order","ID":1}`, code: CodeBadRequest},

@@ -184,7 +184,11 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 	case TypeLeave:
 		h.leave(c, &f)
 	case TypePing:
-		c.out.send(textFrame(encodePong(f.ID)), 1)
+		if f.ID == nil {
+			c.out.send(framePong, 1) // shared: the outbox only reads it
+		} else {
+			c.out.send(textFrame(encodePong(f.ID)), 1)
+		}
 	default:
 		h.custom(c, &f)
 	}
@@ -197,6 +201,20 @@ func (h *Hub) Binary(c *Conn) { h.Enqueue(c, binaryFrame{}) }
 // Ping answers a WebSocket ping from c with a pong, in order with the
 // frames that came before it. The hub keeps payload.
 func (h *Hub) Ping(c *Conn, payload []byte) { h.Enqueue(c, pingFrame{payload}) }
+
+// Pong counts a WebSocket pong from c against its rate, in order with the
+// frames that came before it.
+func (h *Hub) Pong(c *Conn) { h.Enqueue(c, pongFrame{}) }
+
+// receivePong charges a client's pong, which needs no answer.
+func (h *Hub) receivePong(c *Conn) {
+	if c.out.isClosed() {
+		return
+	}
+	if ok, cut := h.admit(c); !ok && cut {
+		c.Close(DisconnectRateLimit)
+	}
+}
 
 // receivePing answers a WebSocket ping. A ping takes a token like any
 // frame: a client that floods pings gets no pong past its rate, and is

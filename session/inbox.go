@@ -26,6 +26,13 @@ type pingFrame struct{ payload []byte }
 func (p pingFrame) Bytes() []byte { return p.payload }
 func (pingFrame) Close() error    { return nil }
 
+// pongFrame stands in the inbox for a WebSocket pong from the client: it
+// needs no answer, but counts against the rate limit like any frame.
+type pongFrame struct{}
+
+func (pongFrame) Bytes() []byte { return nil }
+func (pongFrame) Close() error  { return nil }
+
 // maxInbox is how many frames of one connection may wait to be handled
 // before its reader waits: a client cannot queue work faster than the
 // node does it.
@@ -145,6 +152,8 @@ func (h *Hub) work(c *Conn) {
 			c.Close(DisconnectBinary)
 		case pingFrame:
 			h.receivePing(c, m.payload)
+		case pongFrame:
+			h.receivePong(c)
 		default:
 			h.Receive(c, m.Bytes())
 		}

@@ -19,7 +19,8 @@ type bucket struct {
 	tokens float64       // guarded by mu
 	last   time.Duration // guarded by mu; since the hub's epoch, 0 before the first frame
 
-	refs int // guarded by limiter.mu: connections using the bucket
+	refs   int  // guarded by limiter.mu: connections using the bucket
+	queued bool // guarded by limiter.mu: it has an entry in limiter.idle
 }
 
 // take takes one token at now (time since the hub's epoch) and reports
@@ -56,6 +57,20 @@ func (b *bucket) full(now time.Duration, rate float64, burst int) bool {
 type bucketKey struct {
 	user string
 	ip   netip.Addr
+}
+
+// ipKey is the address that names an anonymous client's bucket: an IPv4
+// address, or the /64 of an IPv6 address, the smallest network one IPv6
+// client is routinely given (it could otherwise take a bucket per address
+// of its network).
+func ipKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }
 
 // limiter keeps the buckets of a hub. A bucket no connection uses waits
@@ -126,7 +141,8 @@ func (l *limiter) release(key bucketKey, b *bucket, now time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b.refs--
-	if b.refs == 0 && l.get(key) == b {
+	if b.refs == 0 && !b.queued && l.get(key) == b {
+		b.queued = true
 		l.idle = append(l.idle, idleBucket{key, b, now})
 	}
 	l.sweepLocked(now)
@@ -146,7 +162,9 @@ func (l *limiter) sweepLocked(now time.Duration) {
 		switch {
 		case e.b.refs > 0 || l.get(e.key) != e.b:
 			// In use again, or already replaced: a later release queues it anew.
+			e.b.queued = false
 		case e.b.full(now, l.rate, l.burst):
+			e.b.queued = false
 			l.set(e.key, nil)
 		default:
 			// Frames were taken after it went idle; look again later.
