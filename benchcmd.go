@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/pushgrid/pushgrid/bench"
 )
 
@@ -18,22 +21,61 @@ import (
 type BenchCmd struct {
 	URL        []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
 	NATS       string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
-	Prefix     string        `default:"${nats_prefix}" help:"Subject prefix of the cluster."`
-	Subs       int           `default:"1000" help:"Subscriber connections."`
-	Channels   int           `default:"1" help:"Channels; subscribers are spread over them."`
+	Prefix     string        `default:"${bench_prefix}" help:"Subject prefix of the cluster."`
+	Subs       int           `default:"${bench_subs}" help:"Subscriber connections."`
+	Channels   int           `default:"${bench_channels}" help:"Channels; subscribers are spread over them."`
 	Rate       string        `default:"0" help:"Messages per second of each step, a comma list; 0 = as fast as subscribers keep up, with --window messages in flight; empty = connect, join, hold."`
-	Duration   time.Duration `default:"10s" help:"Measured time of each step."`
+	Duration   time.Duration `default:"${bench_duration}" help:"Measured time of each step."`
 	Warmup     time.Duration `default:"1s" help:"Unmeasured time before each step."`
 	Hold       time.Duration `default:"5s" help:"With an empty --rate: how long the joined connections stay."`
-	Size       int           `default:"64" help:"Payload bytes."`
-	Window     int           `default:"64" help:"Closed loop: messages in flight."`
+	Size       int           `default:"${bench_size}" help:"Payload bytes."`
+	Window     int           `default:"${bench_window}" help:"Closed loop: messages in flight."`
 	SrcIPs     string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
 	UserPrefix string        `name:"user-prefix" default:"bench" help:"Subscriber i connects as user <prefix><i>; empty: anonymous (a node rate-limits anonymous connections per client IP)."`
-	Dialers    int           `default:"64" help:"Connections being opened at once."`
-	Timeout    time.Duration `default:"120s" help:"Bound of the connect phase."`
+	Dialers    int           `default:"${bench_dialers}" help:"Connections being opened at once."`
+	Timeout    time.Duration `default:"${bench_timeout}" help:"Bound of the connect phase."`
 	PID        int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
 	Procs      int           `default:"1" help:"OS threads for the load generator (GOMAXPROCS); keep it low on the server's machine."`
 	JSON       bool          `name:"json" help:"Print the result as JSON."`
+}
+
+// benchVars feeds bench's default constants into the flags' defaults, so
+// each default is written once.
+func benchVars() kong.Vars {
+	return kong.Vars{
+		"bench_prefix":   bench.DefaultPrefix,
+		"bench_subs":     strconv.Itoa(bench.DefaultSubs),
+		"bench_channels": strconv.Itoa(bench.DefaultChannels),
+		"bench_duration": bench.DefaultDuration.String(),
+		"bench_size":     strconv.Itoa(bench.DefaultSize),
+		"bench_window":   strconv.Itoa(bench.DefaultWindow),
+		"bench_dialers":  strconv.Itoa(bench.DefaultDialers),
+		"bench_timeout":  bench.DefaultTimeout.String(),
+	}
+}
+
+// benchFlags names the flag of each bench.Config field that bench.Run may
+// refuse.
+var benchFlags = map[string]string{
+	"URLs": "--url", "NATS": "--nats", "Subs": "--subs", "Channels": "--channels",
+	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers",
+}
+
+// flagError says a bench.ConfigError in terms of the flag that set the
+// value.
+func flagError(err error) error {
+	var ce *bench.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	flag, ok := benchFlags[ce.Field]
+	if !ok {
+		return err
+	}
+	if ce.Value == "" {
+		return fmt.Errorf("%s: %s", flag, ce.Reason)
+	}
+	return fmt.Errorf("%s %s: %s", flag, ce.Value, ce.Reason)
 }
 
 func (b *BenchCmd) Run(e *env) error {
@@ -55,6 +97,7 @@ func (b *BenchCmd) Run(e *env) error {
 		cfg.Progress = f
 	}
 	res, runErr := bench.Run(e.ctx, cfg)
+	runErr = flagError(runErr)
 	if res != nil {
 		if b.JSON {
 			enc := json.NewEncoder(e.stdout)

@@ -67,3 +67,27 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("%s", out.String())
 	}
 }
+
+// TestBenchFlagErrors: a value bench refuses is reported with the flag
+// that set it, before any connection.
+func TestBenchFlagErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--subs=-1"}, "--subs -1: "},
+		{[]string{"--subs", "3", "--channels", "4"}, "--channels 4: need 1 to 3"},
+		{[]string{"--size", "10"}, "--size 10: "},
+		{[]string{"--window=-2"}, "--window -2: "},
+		{[]string{"--dialers=-1"}, "--dialers -1: "},
+		{[]string{"--nats", ""}, "--nats: "},
+	}
+	for _, k := range cases {
+		var out, errOut bytes.Buffer
+		args := append([]string{"bench", "--url", "ws://127.0.0.1:1/ws"}, k.args...)
+		err := run(context.Background(), args, nil, &out, &errOut)
+		if err == nil || !strings.HasPrefix(err.Error(), k.want) {
+			t.Errorf("%v: error %v, want one starting %q", k.args, err, k.want)
+		}
+	}
+}

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/pushgrid/pushgrid/internal/schema"
+	"github.com/pushgrid/pushgrid/node"
 )
 
 func writeFile(t testing.TB, body string) string {
@@ -31,16 +36,16 @@ func TestPrecedence(t *testing.T) {
 		envVar, flag string
 		def, file    string // wanted values from each source
 		env, flagVal string
-		got          func(Configs) string
+		got          func(node.Config) string
 	}{
 		{"gateway.listen", "[gateway]\nlisten = \":8001\"\n", "PUSHGRID_LISTEN", "--listen",
-			":8000", ":8001", ":8002", ":8003", func(c Configs) string { return c.Gateway.Listen }},
+			":8000", ":8001", ":8002", ":8003", func(c node.Config) string { return c.Gateway.Listen }},
 		{"session.max_channels", "[session]\nmax_channels = 11\n", "PUSHGRID_MAX_CHANNELS", "--max-channels",
-			"128", "11", "12", "13", func(c Configs) string { return strconv.Itoa(c.Session.MaxChannels) }},
+			"128", "11", "12", "13", func(c node.Config) string { return strconv.Itoa(c.Session.MaxChannels) }},
 		{"gateway.drain", "[gateway]\ndrain = \"1s\"\n", "PUSHGRID_DRAIN", "--drain",
-			"5s", "1s", "2s", "3s", func(c Configs) string { return c.Gateway.Drain.String() }},
+			"5s", "1s", "2s", "3s", func(c node.Config) string { return c.Gateway.Drain.String() }},
 		{"nats.seeds", "[nats]\nseeds = [\"nats://f:1\"]\n", "PUSHGRID_SEEDS", "--seed",
-			"", "nats://f:1", "nats://e:1", "nats://g:1", func(c Configs) string { return strings.Join(c.NATS.Seeds, ",") }},
+			"", "nats://f:1", "nats://e:1", "nats://g:1", func(c node.Config) string { return strings.Join(c.NATS.Seeds, ",") }},
 	}
 	for _, k := range keys {
 		for mask := 0; mask < 8; mask++ {
@@ -136,10 +141,10 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	var a, b bytes.Buffer
-	if err := encodeTOML(&a, fromFile); err != nil {
+	if err := encodeTOML(&a, fromFile.Effective()); err != nil {
 		t.Fatal(err)
 	}
-	encodeTOML(&b, defaults)
+	_ = encodeTOML(&b, defaults.Effective())
 	if a.String() != b.String() {
 		t.Fatalf("example differs from defaults:\n%s\n---\n%s", a.String(), b.String())
 	}
@@ -185,6 +190,151 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	for key := range settingKeys {
 		if _, ok := flat[key]; !ok && key != "node" { // node defaults to the host name: shown commented out
 			t.Errorf("config.example.toml lacks %s", key)
+		}
+	}
+	if !strings.Contains(string(example), "# node = ") {
+		t.Error("config.example.toml lacks node, even commented out")
+	}
+}
+
+// TestREADMEConfigTable: the README's configuration reference is what
+// `pushgrid config docs` prints from the keys' declarations.
+func TestREADMEConfigTable(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), configTable()) {
+		t.Fatalf("README.md's configuration table is not `pushgrid config docs`'s; run it and paste:\n%s", configTable())
+	}
+}
+
+// TestEveryKeyFromEverySource: every key is read from its flag, its
+// environment variable and the file, and has its default without them.
+func TestEveryKeyFromEverySource(t *testing.T) {
+	for _, k := range settingKeys {
+		value := sampleValue(k)
+		t.Run(k.Path, func(t *testing.T) {
+			read := func(cfg node.Config) string {
+				f := reflect.ValueOf(cfg).FieldByIndex(k.Index)
+				if f.Kind() == reflect.Slice {
+					return strings.Join(f.Interface().([]string), ",")
+				}
+				return fmt.Sprint(f.Interface())
+			}
+			def, err := loadSettings([]string{"serve"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := read(def), defaultText(k); got != want {
+				t.Errorf("default %q, want %q", got, want)
+			}
+			table, key, _ := strings.Cut(k.Path, ".")
+			body := fmt.Sprintf("[%s]\n%s = %s\n", table, key, value.toml)
+			if key == "" {
+				body = fmt.Sprintf("%s = %s\n", table, value.toml)
+			}
+			fromFile, err := loadSettings([]string{"serve", "--config", writeFile(t, body)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromFlag, err := loadSettings([]string{"serve", "--" + k.Flag + "=" + value.text})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv(k.Env, value.text)
+			fromEnv, err := loadSettings([]string{"serve"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for source, cfg := range map[string]node.Config{"file": fromFile, "flag": fromFlag, "environment": fromEnv} {
+				if got := read(cfg); got != value.read {
+					t.Errorf("from the %s: %q, want %q", source, got, value.read)
+				}
+			}
+		})
+	}
+}
+
+// sample is a valid value other than the default, as each source spells it.
+type sample struct{ toml, text, read string }
+
+// sampleValue is a valid value of k other than its default.
+func sampleValue(k schema.Key) sample {
+	special := map[string]sample{
+		"node":                      {`"n7"`, "n7", "n7"},
+		"gateway.listen":            {`":8123"`, ":8123", ":8123"},
+		"gateway.sticky":            {`"none"`, "none", "none"},
+		"gateway.trusted_proxies":   {`["10.0.0.0/8"]`, "10.0.0.0/8", "10.0.0.0/8"},
+		"gateway.origins":           {`["https://a.example"]`, "https://a.example", "https://a.example"},
+		"gateway.auth":              {`"none"`, "none", "none"},
+		"nats.listen":               {`"127.0.0.1:4999"`, "127.0.0.1:4999", "127.0.0.1:4999"},
+		"nats.cluster_listen":       {`"127.0.0.1:6999"`, "127.0.0.1:6999", "127.0.0.1:6999"},
+		"nats.seeds":                {`["nats://10.0.0.2:6222"]`, "nats://10.0.0.2:6222", "nats://10.0.0.2:6222"},
+		"nats.url":                  {`"nats://10.0.0.2:4222"`, "nats://10.0.0.2:4222", "nats://10.0.0.2:4222"},
+		"nats.cluster_name":         {`"blue"`, "blue", "blue"},
+		"nats.prefix":               {`"pg"`, "pg", "pg"},
+		"session.private_prefix":    {`"="`, "=", "="},
+		"session.max_message_bytes": {"1024", "1024", "1024"},
+		"session.queue_bytes":       {"8388608", "8388608", "8388608"},
+		"admin.listen":              {`"127.0.0.1:6999"`, "127.0.0.1:6999", "127.0.0.1:6999"},
+		"log.level":                 {`"debug"`, "debug", "debug"},
+		"log.format":                {`"json"`, "json", "json"},
+	}
+	if s, ok := special[k.Path]; ok {
+		return s
+	}
+	switch {
+	case k.Type == reflect.TypeFor[time.Duration]():
+		return sample{`"3s"`, "3s", "3s"}
+	case k.Type.Kind() == reflect.Int:
+		return sample{"7", "7", "7"}
+	case k.Type.Kind() == reflect.Float64:
+		return sample{"7.5", "7.5", "7.5"}
+	}
+	panic("no sample value for " + k.Path + ": add one to sampleValue")
+}
+
+// defaultText is k's default as read reads it from a Config.
+func defaultText(k schema.Key) string {
+	if k.Type == reflect.TypeFor[time.Duration]() {
+		d, _ := time.ParseDuration(k.Default)
+		return d.String()
+	}
+	return k.Default
+}
+
+// TestEveryKeyRefusesABadValue: a bad value of every key is refused once,
+// with the key's path; the cases are files in testdata/config/bad, one per
+// key, each saying what it wants.
+func TestEveryKeyRefusesABadValue(t *testing.T) {
+	for key := range settingKeys {
+		path := filepath.Join("testdata", "config", "bad", key+".toml")
+		t.Run(key, func(t *testing.T) {
+			body, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("every key needs a bad case: %v", err)
+			}
+			_, want, ok := strings.Cut(string(body), "# want: ")
+			want, _, _ = strings.Cut(want, "\n")
+			if !ok || want == "" {
+				t.Fatalf("%s has no # want: line", path)
+			}
+			var out, errOut bytes.Buffer
+			if err := run(context.Background(), []string{"config", "check", path}, nil, &out, &errOut); err == nil {
+				t.Fatalf("accepted:\n%s", out.String())
+			}
+			lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], path+": "+want) {
+				t.Fatalf("errors:\n%s\nwant one line with %q", errOut.String(), path+": "+want)
+			}
+		})
+	}
+	// No case for a key that does not exist.
+	files, _ := filepath.Glob(filepath.Join("testdata", "config", "bad", "*.toml"))
+	for _, f := range files {
+		if _, ok := settingKeys[strings.TrimSuffix(filepath.Base(f), ".toml")]; !ok {
+			t.Errorf("%s: no such key", f)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -146,24 +145,14 @@ func TestEvents(t *testing.T) {
 func TestRequestReply(t *testing.T) {
 	nodes := startCluster(t, 3, "--request-timeout", "300ms")
 	backend := natsConnect(t, nodes[2].nats)
-	if _, err := backend.Subscribe("push.recv.order", func(m *nats.Msg) {
+	backendSubscribe(t, backend, "push.recv.order", func(m *nats.Msg) {
 		reply := fmt.Sprintf(`{"user":%q,"conn":%q,"node":%q,"got":%s}`,
 			m.Header.Get("Push-User"), m.Header.Get("Push-Conn"), m.Header.Get("Push-Node"), m.Data)
 		_ = m.Respond([]byte(reply))
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}, nodes[0])
 	notes := make(chan *nats.Msg, 4)
-	if _, err := backend.ChanSubscribe("push.recv.note", notes); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backend.Subscribe("push.recv.silent", func(*nats.Msg) {}); err != nil {
-		t.Fatal(err)
-	}
-	_ = backend.Flush()
-	for _, subj := range []string{"push.recv.order", "push.recv.note", "push.recv.silent"} {
-		awaitSubject(t, nodes[0].broker.Server(), subj, 1)
-	}
+	backendSubscribe(t, backend, "push.recv.note", func(m *nats.Msg) { notes <- m }, nodes[0])
+	backendSubscribe(t, backend, "push.recv.silent", func(*nats.Msg) {}, nodes[0])
 	c := dial(t, nodes[0].ws, dialOpts{query: "?user=zoe"})
 
 	c.send(map[string]any{"type": "order", "id": "o-1", "item": 7})
@@ -204,12 +193,7 @@ func TestErrorCodes(t *testing.T) {
 	c := dial(t, nodes[0].ws, dialOpts{query: "?user=max"})
 	other := dial(t, nodes[0].ws, dialOpts{query: "?user=obs"})
 	other.join("a")
-	silent := natsConnect(t, nodes[1].nats)
-	if _, err := silent.Subscribe("push.recv.slow", func(*nats.Msg) {}); err != nil {
-		t.Fatal(err)
-	}
-	_ = silent.Flush()
-	awaitSubject(t, nodes[0].broker.Server(), "push.recv.slow", 1)
+	backendSubscribe(t, natsConnect(t, nodes[1].nats), "push.recv.slow", func(*nats.Msg) {}, nodes[0])
 	c.join("a")
 	c.join("b")
 	cases := []struct {
@@ -230,22 +214,20 @@ func TestErrorCodes(t *testing.T) {
 		{`{"type":"nobody_home","id":10}`, "no_handler"},
 		{`{"type":"slow","id":11}`, "timeout"},
 	}
+	// One client through every case (no subtests: c belongs to this t), so
+	// the end can check that none of them changed it.
 	for _, k := range cases {
-		t.Run(k.code, func(t *testing.T) {
-			c.t = t
-			c.sendRaw(k.send)
-			e := c.next("error")
-			if e["code"] != k.code || e.str("msg") == "" {
-				t.Fatalf("sent %s: got %v, want code %s", k.send, e, k.code)
-			}
-			var sent map[string]any
-			if json.Unmarshal([]byte(k.send), &sent) == nil && sent["id"] != nil && e["id"] != sent["id"] {
-				t.Fatalf("id not echoed: %v", e)
-			}
-			c.roundTrip()
-		})
+		c.sendRaw(k.send)
+		e := c.next("error")
+		if e["code"] != k.code || e.str("msg") == "" {
+			t.Fatalf("sent %s: got %v, want code %s", k.send, e, k.code)
+		}
+		var sent map[string]any
+		if json.Unmarshal([]byte(k.send), &sent) == nil && sent["id"] != nil && e["id"] != sent["id"] {
+			t.Fatalf("sent %s: id not echoed in %v", k.send, e)
+		}
+		c.roundTrip()
 	}
-	c.t = t
 	// Nothing changed: still in a and b only, still user max.
 	c.send(map[string]any{"type": "chat", "channel": "a", "msg": "still here"})
 	if f := other.nextWhere("chat", func(f frame) bool { return f["msg"] == "still here" }); f.str("user") != "max" {
@@ -264,8 +246,16 @@ func TestErrorCodes(t *testing.T) {
 	if e := r.next("error"); e["code"] != "rate_limited" || e["id"] != 2.0 {
 		t.Fatalf("%v", e)
 	}
-	time.Sleep(1100 * time.Millisecond) // one token back
-	r.roundTrip()
+	// A token comes back within a second: then a ping gets its pong. The
+	// poll is slow enough that the refusals meanwhile stay far from the
+	// ten in a row that close the connection.
+	checkFor(t, 3*time.Second, 250*time.Millisecond, func() error {
+		r.send(map[string]any{"type": "ping", "id": "again"})
+		if f := r.answer("again"); f.str("type") != "pong" {
+			return fmt.Errorf("ping answered %v", f)
+		}
+		return nil
+	})
 }
 
 // TestCloseCodes: 1009 for a frame over the limit, 1003 for a binary frame,
@@ -372,14 +362,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	c.join("m")
 	get := func(path string) (int, string) {
 		t.Helper()
-		resp, err := http.Get(n.http + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return resp.StatusCode, b.String()
+		return httpGet(t, n.http+path)
 	}
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("healthz %d", code)
@@ -451,18 +434,28 @@ func TestWriteDeadlineCleared(t *testing.T) {
 	c.join("late")
 	nc := natsConnect(t, n.nats)
 	c.hold()
+	delivered := metricValue(t, n, "pushgrid_messages_delivered_total")
 	big := `{"type":"big","pad":"` + strings.Repeat("b", 60000) + `","n":%d}`
 	const msgs = 250 // 15 MB: more than the socket buffers take
 	for i := 0; i < msgs; i++ {
 		_ = nc.Publish("push.chan.late", []byte(fmt.Sprintf(big, i)))
 	}
 	_ = nc.Flush()
-	time.Sleep(100 * time.Millisecond) // let the server's writer block
+	// Once the node has handed all 15 MB to a connection that reads
+	// nothing, its writer is blocked on the full socket.
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := metricValue(t, n, "pushgrid_messages_delivered_total") - delivered; got < msgs {
+			return fmt.Errorf("%.0f of %d messages handed to the connection", got, msgs)
+		}
+		return nil
+	})
 	c.resume()
 	for i := 0; i < msgs; i++ {
 		c.next("big")
 	}
-	time.Sleep(1200 * time.Millisecond) // past the write timeout
+	// What is under test: the client stays quiet until a deadline set
+	// while the writer was blocked would have passed.
+	time.Sleep(1200 * time.Millisecond)
 	_ = nc.Publish("push.chan.late", []byte(`{"type":"after"}`))
 	c.next("after")
 }
@@ -484,12 +477,7 @@ func TestExternalNATS(t *testing.T) {
 	if a.broker.Server() != nil {
 		t.Fatal("a node with --nats-url embedded a server")
 	}
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-		if got := len(a.broker.Nodes()); got != 2 {
-			return fmt.Errorf("x1 sees %d nodes", got)
-		}
-		return nil
-	})
+	awaitNodes(t, a, 2)
 	ca := dial(t, a.ws, dialOpts{query: "?user=ext"})
 	cb := dial(t, b.ws, dialOpts{})
 	ca.join("shared")

@@ -5,11 +5,8 @@ package main
 // and abuse").
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -39,11 +36,7 @@ func TestForgedFramesRefused(t *testing.T) {
 	}
 	backend := natsConnect(t, nodes[2].nats)
 	refunds := make(chan *nats.Msg, 16)
-	if _, err := backend.ChanSubscribe("push.recv.refund", refunds); err != nil {
-		t.Fatal(err)
-	}
-	_ = backend.Flush()
-	awaitSubject(t, nodes[0].broker.Server(), "push.recv.refund", 1)
+	backendSubscribe(t, backend, "push.recv.refund", func(m *nats.Msg) { refunds <- m }, nodes[0])
 	mallory := dial(t, nodes[0].ws, dialOpts{query: "?user=mallory"})
 	mallory.join("lobby")
 	awaitInterest(t, nodes, "lobby", 3)
@@ -89,16 +82,6 @@ func TestForgedFramesRefused(t *testing.T) {
 	}
 }
 
-// metricValue reads one unlabelled metric from a node's /metrics.
-func metricValue(t testing.TB, n *testNode, name string) float64 {
-	t.Helper()
-	v, ok := metrics(t, n.http)[name]
-	if !ok {
-		t.Fatalf("no metric %s", name)
-	}
-	return v
-}
-
 // TestRequestFloodBounded: connections that flood a backend that never
 // answers with requests, reconnecting every 190 frames, hold at most
 // session.max_requests each, and leave nothing behind when they go. The
@@ -106,11 +89,7 @@ func metricValue(t testing.TB, n *testNode, name string) float64 {
 func TestRequestFloodBounded(t *testing.T) {
 	nodes := startCluster(t, 3, "--rate", "1000000", "--burst", "1000000", "--request-timeout", "1m")
 	backend := natsConnect(t, nodes[1].nats)
-	if _, err := backend.Subscribe("push.recv.audit", func(*nats.Msg) {}); err != nil { // never answers
-		t.Fatal(err)
-	}
-	_ = backend.Flush()
-	awaitSubject(t, nodes[0].broker.Server(), "push.recv.audit", 1)
+	backendSubscribe(t, backend, "push.recv.audit", func(*nats.Msg) {}, nodes[0]) // never answers
 	target := nodes[0]
 	baseG := metricValue(t, target, "go_goroutines")
 	baseRSS := metricValue(t, target, "process_resident_memory_bytes")
@@ -118,6 +97,7 @@ func TestRequestFloodBounded(t *testing.T) {
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
+	gt := inGoroutine{t}
 	go func() {
 		defer close(sampled)
 		for {
@@ -125,7 +105,7 @@ func TestRequestFloodBounded(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(100 * time.Millisecond):
-				peak.Store(max(peak.Load(), int64(metricValue(t, target, "go_goroutines"))))
+				peak.Store(max(peak.Load(), int64(metricValue(gt, target, "go_goroutines"))))
 			}
 		}
 	}()
@@ -138,7 +118,7 @@ func TestRequestFloodBounded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
-				ws := rawDial(t, addr, fmt.Sprintf("/ws?user=flood%d", w))
+				ws := rawDial(gt, addr, fmt.Sprintf("/ws?user=flood%d", w))
 				var burst []byte
 				for j := 0; j < 190; j++ {
 					burst = append(burst, textFrame(fmt.Sprintf(`{"type":"audit","id":%d}`, j))...)
@@ -177,9 +157,6 @@ func TestRequestFloodBounded(t *testing.T) {
 func TestReconnectingFloodHeldToRate(t *testing.T) {
 	const rate, burst = 20, 20
 	nodes := startCluster(t, 3, "--rate", strconv.Itoa(rate), "--burst", strconv.Itoa(burst))
-	observer := dial(t, nodes[1].ws, dialOpts{query: "?user=observer", buffer: 100000})
-	observer.join("lobby")
-	awaitInterest(t, nodes, "lobby", 1)
 	addr := strings.TrimPrefix(nodes[0].http, "http://")
 
 	for _, who := range []struct{ name, query string }{
@@ -187,11 +164,13 @@ func TestReconnectingFloodHeldToRate(t *testing.T) {
 		{"one anonymous IP", ""},
 	} {
 		t.Run(who.name, func(t *testing.T) {
-			observer.t = t
-			// Drain what came before.
-			for len(observer.frames) > 0 {
-				<-observer.frames
-			}
+			// The observer watches the channel from another node; the
+			// probe, on the attacker's node, marks the end of the flood.
+			observer := dial(t, nodes[1].ws, dialOpts{query: "?user=observer", buffer: 100000})
+			observer.join("lobby")
+			probe := dial(t, nodes[0].ws, dialOpts{query: "?user=probe"})
+			probe.join("lobby")
+			awaitInterest(t, nodes, "lobby", 2)
 			start := time.Now()
 			const period = 2 * time.Second
 			var sent int
@@ -206,23 +185,35 @@ func TestReconnectingFloodHeldToRate(t *testing.T) {
 				sent += 100
 				_ = ws.conn.Close()
 			}
+			// A connection is gone from its node once the frames it sent
+			// are handled; what they published is then ahead of the
+			// probe's chat on the node's one NATS connection.
+			checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+				if n := metricValue(t, nodes[0], "pushgrid_connections"); n != 1 {
+					return fmt.Errorf("%.0f connections on the attacker's node, want the probe's alone", n)
+				}
+				return nil
+			})
 			elapsed := time.Since(start)
+			probe.send(map[string]any{"type": "chat", "channel": "lobby", "msg": "end"})
 			// What got through, in the observer's view: the attacker's
 			// chats, one per chat admitted; and its control frames, at
 			// most one per join or leave admitted plus one left per
 			// connection that ends in the channel.
-			time.Sleep(500 * time.Millisecond)
 			got, control := 0, 0
-			for len(observer.frames) > 0 {
-				f := <-observer.frames
-				switch {
-				case f.str("type") == "chat" && f.str("user") != "observer":
+			observer.nextMatching("the probe's chat", func(f frame) bool {
+				switch user := f.str("user"); {
+				case user == "probe" && f.str("type") == "chat":
+					return true
+				case user == "observer" || user == "probe":
+				case f.str("type") == "chat":
 					got++
-				case f.str("type") == "control" && f.str("user") != "observer":
+				case f.str("type") == "control":
 					control++
 				}
-			}
-			allowed := burst + int(rate*(elapsed+500*time.Millisecond).Seconds()) + 5
+				return false
+			})
+			allowed := burst + int(rate*elapsed.Seconds()) + 5
 			t.Logf("%d frames sent in %v by reconnecting; the observer got %d chats (at most %d allowed) and %d control frames",
 				sent, elapsed, got, allowed, control)
 			if got > allowed || control > 3*allowed {
@@ -233,7 +224,6 @@ func TestReconnectingFloodHeldToRate(t *testing.T) {
 			}
 		})
 	}
-	observer.t = t
 }
 
 // TestChannelMemoryBudget: 1,000 connections each in 128 channels of their
@@ -264,12 +254,7 @@ func measureChannels(t testing.TB, conns, perConn int) (bytesPer, goroutinesPer 
 	gateway := strings.TrimSuffix(strings.TrimPrefix(n.ws, "ws://"), "/ws")
 	// The node's own figures after a full collection (pprof's gc=1).
 	measure := func() (mem, goroutines float64) {
-		resp, err := http.Get("http://" + admin + "/debug/pprof/heap?gc=1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		httpGet(t, "http://"+admin+"/debug/pprof/heap?gc=1")
 		m := metrics(t, "http://"+gateway)
 		return m["go_memstats_heap_alloc_bytes"] + m["go_memstats_stack_inuse_bytes"], m["go_goroutines"]
 	}
@@ -308,29 +293,6 @@ func freeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// metrics reads every unlabelled metric of a node's /metrics at base.
-func metrics(t testing.TB, base string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := make(map[string]float64)
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			out[name] = f
-		}
-	}
-	return out
 }
 
 // BenchmarkChannelMemory reports a node's memory per channel with one
@@ -378,18 +340,6 @@ func TestMaxConnections(t *testing.T) {
 func TestSlowPeersTimedOut(t *testing.T) {
 	n := startTestNode(t, "slow1", nil, "--handshake-timeout", "300ms", "--idle-timeout", "300ms", "--frame-timeout", "300ms")
 	addr := strings.TrimPrefix(n.http, "http://")
-	dialRaw := func(t *testing.T, send string) net.Conn {
-		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		if _, err := io.WriteString(c, send); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
 	cases := []struct{ name, send string }{
 		{"idle after a request", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"},
 		{"idle before a request", ""},
@@ -400,7 +350,7 @@ func TestSlowPeersTimedOut(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			conn := dialRaw(t, c.send)
+			conn := rawConn(t, addr, c.send)
 			if !waitClosed(conn, 5*time.Second) {
 				t.Fatal("still open after 5s")
 			}
@@ -421,6 +371,8 @@ func TestSlowPeersTimedOut(t *testing.T) {
 		ws.nextText(`"welcome"`, 5*time.Second)
 		f := textFrame(`{"type":"ping","id":"steady"}`)
 		ws.write(f[:5])
+		// What is under test: the frame arrives in two parts, a pause
+		// apart, and within the frame timeout.
 		time.Sleep(100 * time.Millisecond)
 		ws.write(f[5:])
 		ws.nextText(`"id":"steady"`, 5*time.Second)
@@ -454,14 +406,12 @@ func TestPolicyCloseArrives(t *testing.T) {
 func TestDuplicateNodeName(t *testing.T) {
 	nodes := startCluster(t, 3)
 	for _, seed := range []*testNode{nodes[0], nodes[1]} {
-		cfgs, err := loadSettings([]string{"serve", "--node", "n2", "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+		cfg, err := loadSettings([]string{"serve", "--node", "n2", "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
 			"--cluster-listen", "127.0.0.1:0", "--admin-listen", "", "--seed", seed.broker.ClusterURL(), "--log-level", "error"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := startNode(context.Background(), cfgs, &env{ctx: context.Background(), stdout: io.Discard, stderr: logWriter{t}})
-		if err == nil {
-			_ = n.shutdown(context.Background())
+		if _, err = startNodeConfig(t, cfg); err == nil {
 			t.Fatalf("a second n2, seeded by %s, started", seed.name)
 		}
 		if !errors.Is(err, broker.ErrNameInUse) || !strings.Contains(err.Error(), `"n2"`) {

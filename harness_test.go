@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +24,28 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/pushgrid/pushgrid/broker"
+	"github.com/pushgrid/pushgrid/node"
+	"github.com/pushgrid/pushgrid/session"
 )
+
+// inGoroutine is t for helpers called on a goroutine a test started:
+// FailNow works only on the test's own goroutine, so its Fatal reports the
+// failure and ends the calling goroutine instead.
+type inGoroutine struct{ testing.TB }
+
+func (g inGoroutine) Fatal(args ...any) {
+	g.Helper()
+	g.Error(args...)
+	runtime.Goexit()
+}
+
+func (g inGoroutine) Fatalf(format string, args ...any) {
+	g.Helper()
+	g.Errorf(format, args...)
+	runtime.Goexit()
+}
 
 // checkFor polls cond until it returns nil or total passes.
 func checkFor(t testing.TB, total, every time.Duration, cond func() error) {
@@ -48,12 +71,15 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testNode is a node of this test process, with what the tests reach for.
 type testNode struct {
-	*node
-	name string
-	ws   string // ws://host:port/ws
-	http string // http://host:port
-	nats string // client URL
+	*node.Node
+	name   string
+	broker *broker.Broker
+	hub    *session.Hub
+	ws     string // ws://host:port/ws
+	http   string // http://host:port
+	nats   string // client URL
 }
 
 // startTestNode starts a node named name, routes on an ephemeral port,
@@ -65,21 +91,35 @@ func startTestNode(t testing.TB, name string, seeds []string, extra ...string) *
 	for _, s := range seeds {
 		args = append(args, "--seed", s)
 	}
-	cfgs, err := loadSettings(append(args, extra...))
+	cfg, err := loadSettings(append(args, extra...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := startNode(context.Background(), cfgs, &env{ctx: context.Background(), stdout: io.Discard, stderr: logWriter{t}})
+	n, err := startNodeConfig(t, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	addr := n.Addr().String()
+	return &testNode{Node: n, name: name, broker: n.Broker(), hub: n.Hub(),
+		ws: "ws://" + addr + "/ws", http: "http://" + addr, nats: n.NATSURL()}
+}
+
+// startNodeConfig starts a node of cfg that logs to t and is shut down
+// when the test ends.
+func startNodeConfig(t testing.TB, cfg node.Config) (*node.Node, error) {
+	n, err := node.New(cfg, node.WithLogger(cfg.Logger(logWriter{t})))
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(context.Background()); err != nil {
+		return nil, err
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = n.shutdown(ctx)
+		_ = n.Shutdown(ctx)
 	})
-	addr := n.gateway.Addr().String()
-	return &testNode{node: n, name: name, ws: "ws://" + addr + "/ws", http: "http://" + addr, nats: n.broker.ClientURL()}
+	return n, nil
 }
 
 // startCluster starts size nodes joined only through the first one's
@@ -92,14 +132,20 @@ func startCluster(t testing.TB, size int, extra ...string) []*testNode {
 		nodes = append(nodes, startTestNode(t, fmt.Sprintf("n%d", i), []string{first.broker.ClusterURL()}, extra...))
 	}
 	for _, n := range nodes {
-		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-			if got := len(n.broker.Nodes()); got != size {
-				return fmt.Errorf("%s sees %d nodes", n.name, got)
-			}
-			return nil
-		})
+		awaitNodes(t, n, size)
 	}
 	return nodes
+}
+
+// awaitNodes waits until n sees want nodes, itself included.
+func awaitNodes(t testing.TB, n *testNode, want int) {
+	t.Helper()
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := len(n.broker.Nodes()); got != want {
+			return fmt.Errorf("%s sees %d nodes, want %d", n.name, got, want)
+		}
+		return nil
+	})
 }
 
 // awaitInterest waits until a publish on any of nodes reaches every node
@@ -134,6 +180,62 @@ func natsConnect(t testing.TB, url string) *nats.Conn {
 	return nc
 }
 
+// backendSubscribe subscribes nc to subject with cb and waits until node
+// seenBy, where the test's clients send, knows of the subscription.
+func backendSubscribe(t testing.TB, nc *nats.Conn, subject string, cb nats.MsgHandler, seenBy *testNode) {
+	t.Helper()
+	if _, err := nc.Subscribe(subject, cb); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	awaitSubject(t, seenBy.broker.Server(), subject, 1)
+}
+
+// httpGet fetches url and returns the status code and the body.
+func httpGet(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// metrics reads every unlabelled metric of a node's /metrics at base
+// (http://host:port).
+func metrics(t testing.TB, base string) map[string]float64 {
+	t.Helper()
+	_, body := httpGet(t, base+"/metrics")
+	out := make(map[string]float64)
+	for _, line := range strings.Split(body, "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out
+}
+
+// metricValue reads one unlabelled metric of node n.
+func metricValue(t testing.TB, n *testNode, name string) float64 {
+	t.Helper()
+	v, ok := metrics(t, n.http)[name]
+	if !ok {
+		t.Fatalf("no metric %s", name)
+	}
+	return v
+}
+
 // dumpGoroutines writes every goroutine's stack to a file named in the
 // test log, for timeouts that only happen under load.
 func dumpGoroutines(t testing.TB) {
@@ -157,12 +259,10 @@ type wsClient struct {
 	t       testing.TB
 	conn    *gws.Conn
 	frames  chan frame
-	raw     chan string
 	closed  chan error // gets the close error once
 	gate    chan struct{}
 	gateMu  sync.Mutex
 	welcome frame
-	count   int // frames seen while held, for slow-consumer tests
 }
 
 type clientEvents struct {
@@ -187,8 +287,7 @@ func (e *clientEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
 	}
 	select {
 	case c.frames <- f:
-	default:
-		c.count++ // the test does not read these
+	default: // more than the test reads: dropped
 	}
 }
 
@@ -269,21 +368,35 @@ func (c *wsClient) next(typ string) frame {
 
 func (c *wsClient) nextWhere(typ string, ok func(frame) bool) frame {
 	c.t.Helper()
+	return c.nextMatching("a matching "+typ+" frame", func(f frame) bool { return f.str("type") == typ && ok(f) })
+}
+
+// answer returns the next frame that echoes id, of any type: the reply,
+// pong or error to the frame sent with it.
+func (c *wsClient) answer(id any) frame {
+	c.t.Helper()
+	return c.nextMatching(fmt.Sprintf("an answer to id %v", id), func(f frame) bool { return f["id"] == id })
+}
+
+// nextMatching returns the next frame ok accepts, skipping others; it
+// fails the test, saying it waited for what, after 5 s.
+func (c *wsClient) nextMatching(what string, ok func(frame) bool) frame {
+	c.t.Helper()
 	timeout := time.After(5 * time.Second)
 	var skipped []frame
 	for {
 		select {
 		case f := <-c.frames:
-			if f.str("type") == typ && ok(f) {
+			if ok(f) {
 				return f
 			}
 			skipped = append(skipped, f)
 		case err := <-c.closed:
 			c.closed <- err
-			c.t.Fatalf("closed while waiting for %s: %v", typ, err)
+			c.t.Fatalf("closed while waiting for %s: %v", what, err)
 		case <-timeout:
 			dumpGoroutines(c.t)
-			c.t.Fatalf("no matching %s frame within 5s; skipped %v", typ, skipped)
+			c.t.Fatalf("no %s within 5s; skipped %v", what, skipped)
 		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/pushgrid/pushgrid/broker"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -101,7 +103,9 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitError{code}) }),
 		kong.Configuration(loadTOML),
-		kong.Vars(defaultVars()),
+		kong.Vars(benchVars()),
+		// pub and sub take the subject prefix's default from the protocol.
+		kong.Vars{"default_prefix": broker.DefaultPrefix},
 	)
 }
 

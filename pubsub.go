@@ -17,7 +17,7 @@ import (
 // PubCmd publishes one payload through any node's NATS port.
 type PubCmd struct {
 	Server  string `default:"nats://127.0.0.1:4222" env:"PUSHGRID_SERVER" help:"NATS URL of any node."`
-	Prefix  string `default:"${nats_prefix}" env:"PUSHGRID_PREFIX" help:"Subject prefix of the cluster."`
+	Prefix  string `default:"${default_prefix}" env:"PUSHGRID_PREFIX" help:"Subject prefix of the cluster."`
 	Channel string `xor:"target" help:"Every member of this channel."`
 	User    string `xor:"target" help:"Every connection of this user."`
 	Conn    string `xor:"target" help:"The one connection with this id."`

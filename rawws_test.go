@@ -27,16 +27,8 @@ type rawWS struct {
 // "/ws?user=x") and reads the 101 response.
 func rawDial(t testing.TB, addr, path string) *rawWS {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
+	conn := rawConn(t, addr, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
@@ -48,6 +40,21 @@ func rawDial(t testing.TB, addr, path string) *rawWS {
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return &rawWS{t: t, conn: conn, br: br}
+}
+
+// rawConn opens a TCP connection to addr, closed when the test ends, and
+// writes send on it.
+func rawConn(t testing.TB, addr, send string) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := io.WriteString(conn, send); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // maskedFrame is one client frame (masked, as clients must) of opcode op.
@@ -85,8 +92,6 @@ type serverFrame struct {
 	op      byte
 	payload []byte
 }
-
-var errNoFrame = errors.New("no frame")
 
 // read returns the next server frame, or an error (io.EOF, a reset, a
 // timeout) once within passes.

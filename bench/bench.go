@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/url"
@@ -18,80 +17,9 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/nats-io/nats.go"
+
+	"github.com/pushgrid/pushgrid/broker"
 )
-
-// Config is one benchmark run.
-type Config struct {
-	URLs     []string      // gateway WebSocket URLs; subscribers are spread over them
-	NATS     string        // where the publisher connects
-	Prefix   string        // subject prefix
-	Subs     int           // subscriber connections
-	Channels int           // channels; subscriber i joins channel i % Channels
-	Rates    []float64     // msg/s of each step; 0 = closed loop
-	Duration time.Duration // of each step's measurement
-	Warmup   time.Duration // before each step's measurement
-	Hold     time.Duration // with no steps: how long the joined connections stay idle
-	Size     int           // payload bytes
-	Window   int           // closed loop: messages in flight
-	SrcIPs   []net.IP      // local addresses to dial from, round robin
-	// UserPrefix names subscriber i user <UserPrefix><i> (the user query
-	// parameter); "" connects them anonymously. A node rate-limits the
-	// frames of anonymous connections per client IP, so thousands of them
-	// from one address would be limited together.
-	UserPrefix string
-	Dialers    int           // connections being opened at once
-	Timeout    time.Duration // bound of the connect phase and of each wait
-	PID        int           // server process on this machine to measure, 0 for none
-	Progress   io.Writer     // live progress line, nil for none
-}
-
-func (c *Config) setDefaults() {
-	if c.Prefix == "" {
-		c.Prefix = "push"
-	}
-	if c.Subs == 0 {
-		c.Subs = 1000
-	}
-	if c.Channels == 0 {
-		c.Channels = 1
-	}
-	if c.Duration == 0 {
-		c.Duration = 10 * time.Second
-	}
-	if c.Size == 0 {
-		c.Size = 64
-	}
-	if c.Window == 0 {
-		c.Window = 64
-	}
-	if c.Dialers == 0 {
-		c.Dialers = 64
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 60 * time.Second
-	}
-}
-
-func (c *Config) validate() error {
-	switch {
-	case len(c.URLs) == 0:
-		return errors.New("--url: at least one gateway URL")
-	case c.NATS == "" && len(c.Rates) > 0:
-		return errors.New("--nats: the publisher's NATS URL is required to publish")
-	case c.Subs < 1 || c.Channels < 1 || c.Channels > c.Subs:
-		return fmt.Errorf("--subs %d, --channels %d: need 1 <= channels <= subs", c.Subs, c.Channels)
-	case c.Size < minPayload || c.Size > 1<<20:
-		return fmt.Errorf("--size %d: between %d and 1 MiB", c.Size, minPayload)
-	case c.Window < 1:
-		return fmt.Errorf("--window %d: at least 1", c.Window)
-	}
-	for _, r := range c.Rates {
-		if r < 0 {
-			return fmt.Errorf("--rate %v: not negative", r)
-		}
-	}
-	return nil
-}
 
 // Result is what a run measured.
 type Result struct {
@@ -387,7 +315,7 @@ func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 	}
 	s.conn = conn
 	go conn.ReadLoop()
-	join := fmt.Sprintf(`{"type":"join","channel":"bench%d"}`, s.channel)
+	join := `{"type":"join","channel":"` + channelName(s.channel) + `"}`
 	if err := conn.WriteString(join); err != nil {
 		_ = conn.NetConn().Close()
 		return nil, err
@@ -417,10 +345,10 @@ func (r *run) closeAll() {
 func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64) (Step, error) {
 	cfg := r.cfg
 	st := Step{Rate: rate}
-	subject := func(ch int) string { return fmt.Sprintf("%s.chan.bench%d", cfg.Prefix, ch) }
+	subj := broker.Subjects{Prefix: cfg.Prefix}
 	subjects := make([]string, cfg.Channels)
 	for i := range subjects {
-		subjects[i] = subject(i)
+		subjects[i] = subj.Channel(channelName(i))
 	}
 	var published, expected, sent int64
 	publish := func() error {
@@ -536,6 +464,9 @@ func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64)
 	}
 	return st, nil
 }
+
+// channelName is the name of channel i of a run.
+func channelName(i int) string { return "bench" + strconv.Itoa(i) }
 
 // inFlight recounts the messages of the window not yet at all their
 // subscribers.

@@ -77,7 +77,7 @@ type Broker struct {
 // New checks cfg and returns a broker. It starts nothing.
 func New(cfg Config) (*Broker, error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
 	return &Broker{

@@ -108,10 +108,10 @@ func kill(b *Broker) {
 
 func TestThreeNodeCluster(t *testing.T) {
 	// The default heartbeat: the acceptance times are for it.
-	n1, _ := startNodeBeat(t, "n1", DefaultHeartbeat)
+	n1, _ := startNodeBeat(t, "n1", time.Second)
 	seed := n1.ClusterURL()
-	n2, _ := startNodeBeat(t, "n2", DefaultHeartbeat, seed)
-	n3, _ := startNodeBeat(t, "n3", DefaultHeartbeat, seed)
+	n2, _ := startNodeBeat(t, "n2", time.Second, seed)
+	n3, _ := startNodeBeat(t, "n3", time.Second, seed)
 
 	for _, b := range []*Broker{n1, n2, n3} {
 		checkView(t, b, "n1 n2 n3 ", 3*time.Second)
@@ -156,7 +156,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	checkView(t, n2, "n1 n2 ", 5*time.Second)
 
 	// Started again with the same seeds, it rejoins.
-	n3b, _ := startNodeBeat(t, "n3", DefaultHeartbeat, seed)
+	n3b, _ := startNodeBeat(t, "n3", time.Second, seed)
 	for _, b := range []*Broker{n1, n2, n3b} {
 		checkView(t, b, "n1 n2 n3 ", 5*time.Second)
 	}

@@ -6,17 +6,17 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/pushgrid/pushgrid/internal/schema"
 )
 
-// Defaults.
 const (
-	DefaultListen        = "127.0.0.1:4222"
+	// DefaultClusterListen is where routes listen when seeds are given but
+	// no cluster_listen.
 	DefaultClusterListen = ":6222"
-	DefaultClusterName   = "pushgrid"
-	DefaultHeartbeat     = time.Second
 	// missedBeats is how many heartbeats a node may miss before the others
 	// consider it gone.
 	missedBeats = 3
@@ -27,28 +27,27 @@ const (
 	MaxHeartbeat = time.Minute
 )
 
-// Config is the broker's configuration. The zero value is usable: New fills
-// every zero field with its default.
+// Config is the broker's configuration: the [nats] table. Each field's tags
+// declare its key once: the TOML key, the flag and environment variable of
+// pushgrid serve, the default and the help text. The zero value is usable:
+// New fills every zero field with its default.
 type Config struct {
-	// Listen is the embedded NATS server's client address, for backends.
-	Listen string `toml:"listen"`
+	Listen string `toml:"listen" name:"nats-listen" env:"PUSHGRID_NATS_LISTEN" default:"127.0.0.1:4222" help:"The embedded NATS server's client address, for backends (any NATS client)."`
 	// ClusterListen is the route address other nodes connect to. Routes are
 	// off unless it or Seeds is set; with seeds alone it is ":6222".
-	ClusterListen string `toml:"cluster_listen"`
+	ClusterListen string `toml:"cluster_listen" name:"cluster-listen" env:"PUSHGRID_CLUSTER_LISTEN" help:"Route address for other nodes; off unless set or seeds are given, then :6222."`
 	// Seeds are peers' route URLs, such as nats://10.0.0.2:6222. A seed that
 	// is down, or is this node itself, is not an error: routes retry.
-	Seeds []string `toml:"seeds"`
-	// ClusterName must be the same on every node of a cluster.
-	ClusterName string `toml:"cluster_name"`
+	Seeds       []string `toml:"seeds" name:"seed" env:"PUSHGRID_SEEDS" help:"A peer's route URL such as nats://10.0.0.2:6222; give several. A seed that is down, or is this node, is fine: routes retry."`
+	ClusterName string   `toml:"cluster_name" name:"cluster-name" env:"PUSHGRID_CLUSTER_NAME" default:"pushgrid" help:"Cluster name, the same on every node."`
 	// URL, when set, connects to an existing NATS deployment instead of
 	// embedding a server; Listen, ClusterListen and Seeds are then unused.
-	URL string `toml:"url"`
-	// Prefix is the first token of every subject.
-	Prefix string `toml:"prefix"`
+	URL    string `toml:"url" name:"nats-url" env:"PUSHGRID_NATS_URL" help:"Join an existing NATS deployment (nats://host:4222) instead of embedding a server; listen, cluster_listen and seeds are then unused."`
+	Prefix string `toml:"prefix" name:"prefix" env:"PUSHGRID_PREFIX" default:"push" help:"First token of every subject: push.chan.<channel>, push.user.<user>, ..."`
 	// Heartbeat is how often the node publishes on <prefix>.node.<node>; a
 	// node that misses three is gone from the others' view. It must lie
 	// between MinHeartbeat and MaxHeartbeat.
-	Heartbeat time.Duration `toml:"heartbeat"`
+	Heartbeat time.Duration `toml:"heartbeat" name:"heartbeat" env:"PUSHGRID_HEARTBEAT" default:"1s" help:"Node heartbeat on <prefix>.node.<node>; a node missing three is gone (50ms to 1m)."`
 
 	// MaxPayload is the largest payload this node itself publishes (a
 	// client's custom frame whole, a chat frame with its envelope); 0 means
@@ -56,15 +55,15 @@ type Config struct {
 	// to it when needed, never lowered below the NATS default; an external
 	// server (URL) whose max_payload is smaller fails Start. It is derived
 	// from session.max_message_bytes, so errors name that key.
-	MaxPayload int `toml:"-"`
+	MaxPayload int `toml:"-" kong:"-"`
 
 	// Node is this node's name (required).
-	Node string `toml:"-"`
+	Node string `toml:"-" kong:"-"`
 	// Status, when set, adds this node's gateway address and counts to
 	// every heartbeat.
-	Status func() Status `toml:"-"`
+	Status func() Status `toml:"-" kong:"-"`
 	// Logger receives the broker's and the NATS server's log lines.
-	Logger *slog.Logger `toml:"-"`
+	Logger *slog.Logger `toml:"-" kong:"-"`
 }
 
 // Status is what a node tells the cluster about itself besides its name.
@@ -75,29 +74,18 @@ type Status struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
+	schema.Defaults(c)
 	if c.ClusterListen == "" && len(c.Seeds) > 0 {
 		c.ClusterListen = DefaultClusterListen
-	}
-	if c.ClusterName == "" {
-		c.ClusterName = DefaultClusterName
-	}
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-// Validate reports the first setting that cannot work, naming its key as
+// Check reports the first setting that cannot work, naming its key as
 // the configuration file spells it (the broker's keys live under nats.).
-func (c *Config) Validate() error {
+func (c *Config) Check() error {
 	if c.Node == "" {
 		return fmt.Errorf("node: a node name is required")
 	}
@@ -106,8 +94,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: %q must be one subject token (no dots, spaces or wildcards)", c.Node)
 	}
 	if c.URL != "" {
-		if _, err := url.Parse(c.URL); err != nil {
-			return fmt.Errorf("nats.url: %w", err)
+		// nats.go takes a comma list of servers.
+		for _, one := range strings.Split(c.URL, ",") {
+			if u, err := url.Parse(strings.TrimSpace(one)); err != nil || u.Host == "" {
+				return fmt.Errorf("nats.url: %q is not a NATS URL like nats://10.0.0.2:4222", one)
+			}
 		}
 	} else {
 		if _, _, err := splitHostPort(c.Listen); err != nil {
@@ -124,6 +115,9 @@ func (c *Config) Validate() error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("nats.seeds: %q is not a route URL like nats://10.0.0.2:6222", s)
 		}
+	}
+	if c.ClusterName == "" || len(c.ClusterName) > 128 || strings.IndexFunc(c.ClusterName, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("nats.cluster_name: %q must be 1 to 128 bytes without spaces", c.ClusterName)
 	}
 	if !validToken(c.Prefix) {
 		return fmt.Errorf("nats.prefix: %q must be one subject token", c.Prefix)

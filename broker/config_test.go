@@ -128,3 +128,12 @@ func TestMaxPayload(t *testing.T) {
 		_ = ok.Shutdown(context.Background())
 	})
 }
+
+// TestDefaultPrefix: the prefix a Config starts with is the protocol's.
+func TestDefaultPrefix(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	if c.Prefix != DefaultPrefix {
+		t.Fatalf("default prefix %q, DefaultPrefix %q", c.Prefix, DefaultPrefix)
+	}
+}

@@ -23,7 +23,6 @@ func BenchmarkFanoutTCP(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer h.Close()
 			var received atomic.Int64
 			for i := 0; i < n; i++ {
 				near, far := tcpPair(b)

@@ -38,8 +38,22 @@ func startGatewayWith(tb testing.TB, cfg Config, scfg session.Config) *Gateway {
 	if err := g.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = g.Shutdown(context.Background()) })
+	tb.Cleanup(func() { _ = stopGateway(g) })
 	return g
+}
+
+// stopGateway shuts g and its hub down in the order a node does: stop
+// accepting, drain and close the hub's connections, wait for the sockets.
+func stopGateway(g *Gateway) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g.StopAccepting(ctx)
+	drain, cancelDrain := context.WithTimeout(ctx, g.cfg.Drain)
+	defer cancelDrain()
+	if err := g.hub.Shutdown(drain); err != nil {
+		return err
+	}
+	return g.Shutdown(ctx)
 }
 
 // wsClient is a raw WebSocket client for tests that misbehave on purpose.

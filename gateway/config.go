@@ -11,74 +11,65 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/pushgrid/pushgrid/internal/schema"
 	"github.com/pushgrid/pushgrid/sticky"
 )
 
-// Defaults.
 const (
-	DefaultListen           = ":8000"
-	DefaultDrain            = 5 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultFrameTimeout     = 10 * time.Second
-	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultIdleTimeout      = 60 * time.Second
-	DefaultAuth             = "none"
 	// readBufferSize is each connection's gws read buffer. Client frames are
 	// small; larger ones are read straight into their own buffer, so a small
 	// read buffer costs nothing but saves memory on every idle connection.
 	readBufferSize = 256
 )
 
-// Config is the gateway's configuration. The zero value is usable: New
-// fills every zero field with its default.
+// Config is the gateway's configuration: the [gateway] table. Each field's
+// tags declare its key once: the TOML key, the flag and environment
+// variable of pushgrid serve, the default and the help text. The zero value
+// is usable: New fills every zero field with its default.
 type Config struct {
-	// Listen is the HTTP and WebSocket address.
-	Listen string `toml:"listen"`
-	// Workers is the number of SO_REUSEPORT listeners; 0 means one per CPU.
-	Workers int `toml:"workers"`
-	// Sticky steers connections to workers: "ip" (one client IP, one
-	// worker) or "none".
-	Sticky string `toml:"sticky"`
+	Listen  string `toml:"listen" name:"listen" env:"PUSHGRID_LISTEN" default:":8000" help:"WebSocket (/ws), demo page (/), /healthz, /readyz and /metrics address."`
+	Workers int    `toml:"workers" name:"workers" env:"PUSHGRID_WORKERS" default:"0" help:"SO_REUSEPORT worker listeners (0 to 1024); 0 means one per CPU."`
+	Sticky  string `toml:"sticky" name:"sticky" env:"PUSHGRID_STICKY" default:"ip" help:"ip: every connection from one client IP goes to the same worker; none: the kernel spreads them."`
 	// TrustedProxies are CIDRs or addresses whose X-Forwarded-For is
 	// believed when finding the client IP.
-	TrustedProxies []string `toml:"trusted_proxies"`
+	TrustedProxies []string `toml:"trusted_proxies" name:"trusted-proxy" env:"PUSHGRID_TRUSTED_PROXIES" help:"A proxy (CIDR or address) whose X-Forwarded-For is believed: the client IP is the right-most hop that is not one."`
 	// Origins are the browser pages, besides the gateway's own host, that
 	// may open a WebSocket: origins such as "https://app.example.com" or
 	// "https://*.example.com", or "*" for any. Requests without an Origin
 	// (not from a browser) are always let through.
-	Origins []string `toml:"origins"`
+	Origins []string `toml:"origins" name:"origin" env:"PUSHGRID_ORIGINS" help:"A browser origin besides the gateway's own host that may open a WebSocket, such as https://app.example.com or https://*.example.com; * for any. Other pages get 403; clients that send no Origin always pass."`
 	// Drain is how long clients keep being served after a shutdown signal
-	// before they are closed with 1001.
-	Drain time.Duration `toml:"drain"`
+	// before they are closed with 1001. The node applies it (it drains the
+	// hub); it is a gateway key since it is the gateway that goes away.
+	Drain time.Duration `toml:"drain" name:"drain" env:"PUSHGRID_DRAIN" default:"5s" help:"After SIGTERM or SIGINT: /readyz turns 503 and the listeners close at once; clients are served this long (or until none is left), then closed with 1001 (up to 1h; 0 means the default)."`
 	// WriteTimeout bounds one blocking write to a client, and the whole
 	// response to a plain HTTP request.
-	WriteTimeout time.Duration `toml:"write_timeout"`
+	WriteTimeout time.Duration `toml:"write_timeout" name:"write-timeout" env:"PUSHGRID_WRITE_TIMEOUT" default:"10s" help:"Longest blocking write to one client, and longest response to a plain HTTP request (100ms to 5m)."`
 	// FrameTimeout bounds how long a client frame may take to arrive, from
 	// its first byte to its last (for a fragmented message, from the first
 	// byte of its first fragment to the last byte of its last); a client
 	// over it is closed with 1008 "frame timeout".
-	FrameTimeout time.Duration `toml:"frame_timeout"`
+	FrameTimeout time.Duration `toml:"frame_timeout" name:"frame-timeout" env:"PUSHGRID_FRAME_TIMEOUT" default:"10s" help:"A client frame (or fragmented message) that has begun must end within it, else close 1008 (100ms to 5m)."`
 	// HandshakeTimeout bounds the arrival of a request head, and of its
 	// body within the same time again.
-	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
-	// IdleTimeout closes a keep-alive HTTP connection idle for this long.
-	IdleTimeout time.Duration `toml:"idle_timeout"`
+	HandshakeTimeout time.Duration `toml:"handshake_timeout" name:"handshake-timeout" env:"PUSHGRID_HANDSHAKE_TIMEOUT" default:"10s" help:"A request head must arrive within it after the connection opens, and a request body within it again; else the connection is closed (100ms to 5m)."`
+	IdleTimeout      time.Duration `toml:"idle_timeout" name:"idle-timeout" env:"PUSHGRID_IDLE_TIMEOUT" default:"60s" help:"An idle keep-alive HTTP connection is closed after it (100ms to 1h)."`
 	// MaxConnections caps the client connections open at once (WebSockets,
 	// HTTP connections and handshakes in progress); one more is answered
 	// 503 {"error":"server full"}. 0 means what the open-file limit allows
 	// (see MaxConnectionsFor).
-	MaxConnections int `toml:"max_connections"`
+	MaxConnections int `toml:"max_connections" name:"max-connections" env:"PUSHGRID_MAX_CONNECTIONS" default:"0" help:"Client connections at once (WebSockets, HTTP connections, handshakes); one more is answered 503 {\"error\":\"server full\"} at once. 0: the open-file limit less a reserve, max(64, min(1024, limit/10))."`
 	// Auth decides the user before the upgrade. "none": the user query
 	// parameter, else the first join's user field, else anon-<conn>.
-	Auth string `toml:"auth"`
+	Auth string `toml:"auth" name:"auth" env:"PUSHGRID_AUTH" default:"none" help:"How the user is decided before the upgrade. none: the user query parameter (/ws?user=alice), else the first join's user field, else anon-<conn>."`
 
 	// Authorize, for programs that embed pushgrid, replaces Auth: it returns
 	// the user of a request or an *HTTPError to refuse the upgrade.
-	Authorize func(r *http.Request) (user string, err error) `toml:"-"`
+	Authorize func(r *http.Request) (user string, err error) `toml:"-" kong:"-"`
 	// Logger receives the gateway's log lines.
-	Logger *slog.Logger `toml:"-"`
+	Logger *slog.Logger `toml:"-" kong:"-"`
 	// Metrics are served on /metrics along with the gateway's own.
-	Metrics []prometheus.Collector `toml:"-"`
+	Metrics []prometheus.Collector `toml:"-" kong:"-"`
 }
 
 // HTTPError refuses an upgrade with Status and a JSON body {"error":Msg}.
@@ -90,46 +81,23 @@ type HTTPError struct {
 func (e *HTTPError) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Msg) }
 
 func (c *Config) setDefaults() {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
+	schema.Defaults(c)
 	if c.Workers == 0 {
 		c.Workers = runtime.NumCPU()
-	}
-	if c.Sticky == "" {
-		c.Sticky = string(sticky.ModeIP)
-	}
-	if c.Drain == 0 {
-		c.Drain = DefaultDrain
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.FrameTimeout == 0 {
-		c.FrameTimeout = DefaultFrameTimeout
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.Auth == "" {
-		c.Auth = DefaultAuth
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-// Validate reports the first setting that cannot work, naming its key. It
-// expects the defaults filled in: New validates after filling them, and
-// a zero duration other than Drain is out of range.
-func (c *Config) Validate() error {
+// Check reports the first setting that cannot work, naming its key. It
+// expects the defaults filled in (New fills them; the CLI gives every key
+// its default): a zero duration other than Drain is out of range.
+func (c *Config) Check() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("gateway.listen: %w", err)
 	}
-	if err := inRange("gateway.workers", c.Workers, 1, 1024); err != nil {
+	if err := inRange("gateway.workers", c.Workers, 0, 1024); err != nil {
 		return err
 	}
 	if _, err := sticky.ParseMode(c.Sticky); err != nil {

@@ -48,15 +48,14 @@ type Gateway struct {
 	handoffs  []*handoff     // guarded by mu; what each worker gives net/http
 	serving   sync.WaitGroup
 
-	ready    atomic.Bool // true between Start and the first Shutdown
-	shutOnce sync.Once
-	shutErr  error
+	ready    atomic.Bool // true between Start and StopAccepting
+	stopOnce sync.Once
 }
 
 // New checks cfg and returns a gateway for hub. It starts nothing.
 func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
 	mode, _ := sticky.ParseMode(cfg.Sticky)
@@ -234,59 +233,51 @@ func (g *Gateway) Addr() net.Addr {
 	return g.listeners[0].Addr()
 }
 
-// Ready reports whether the gateway accepts new clients.
-func (g *Gateway) Ready() bool { return g.ready.Load() }
+// StopAccepting takes the gateway out of service: /readyz turns 503, the
+// listeners close at once (new clients go to other nodes), and net/http's
+// connections are closed once idle. WebSockets already open go on: the
+// hub's Shutdown drains and closes them. It is safe to call more than
+// once.
+func (g *Gateway) StopAccepting(ctx context.Context) {
+	g.stopOnce.Do(func() {
+		g.ready.Store(false)
+		g.mu.Lock()
+		for _, l := range g.listeners {
+			_ = l.Close()
+		}
+		g.mu.Unlock()
+		// http.Server.Shutdown does not wait for hijacked (WebSocket)
+		// connections.
+		closeCtx, cancel := context.WithTimeout(ctx, time.Second)
+		err := g.srv.Shutdown(closeCtx)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			g.log.Warn("close listeners", "err", err)
+		}
+		g.serving.Wait()
+	})
+}
 
-// Shutdown drains the gateway: /readyz turns 503 and the listeners close at
-// once; connected clients keep being served for Config.Drain (or until none
-// is left), then each is closed with 1001. It returns when every client is
-// gone or ctx ends. It is safe to call more than once.
+// Shutdown stops accepting (see StopAccepting) and waits, until ctx ends,
+// for every client socket to be closed, lingering closes included: a
+// process that exits first resets them, which can destroy the close frames
+// on their way. Closing the WebSockets is the hub's job: call the hub's
+// Shutdown between StopAccepting and Shutdown. It is safe to call more
+// than once.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.shutOnce.Do(func() { g.shutErr = g.shutdown(ctx) })
-	return g.shutErr
-}
-
-func (g *Gateway) shutdown(ctx context.Context) error {
-	g.ready.Store(false)
-	g.hub.Drain()
-	// Closing the listeners now sends new clients to other nodes while the
-	// connected ones finish. http.Server.Shutdown does not wait for
-	// hijacked (WebSocket) connections.
-	g.mu.Lock()
-	for _, l := range g.listeners {
-		_ = l.Close()
-	}
-	g.mu.Unlock()
-	closeCtx, cancel := context.WithTimeout(ctx, time.Second)
-	err := g.srv.Shutdown(closeCtx)
-	cancel()
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		g.log.Warn("close listeners", "err", err)
-	}
-	g.serving.Wait()
-
-	drainCtx, cancel := context.WithTimeout(ctx, g.cfg.Drain)
-	defer cancel()
-	if g.hub.Wait(drainCtx) == nil {
-		return nil
-	}
-	g.hub.CloseAll(session.DisconnectGoingAway)
-	closeWait, cancel2 := context.WithTimeout(ctx, g.cfg.WriteTimeout)
-	defer cancel2()
-	if err := g.hub.Wait(closeWait); err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	g.waitSockets(ctx)
-	return nil
-}
-
-// waitSockets waits, at most closeLinger and a little, for the sockets
-// whose close frames are out to finish their lingering close: a process
-// that exits first resets them, which can destroy the close frames.
-func (g *Gateway) waitSockets(ctx context.Context) {
-	deadline := time.Now().Add(closeLinger + 100*time.Millisecond)
-	for g.open.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	g.StopAccepting(ctx)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := g.open.Load()
+		if n <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gateway: %d client sockets still open: %w", n, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }
 

@@ -51,10 +51,10 @@ func TestReadiness(t *testing.T) {
 	if status(h, "/readyz") != 200 {
 		t.Fatal("not ready after Start")
 	}
-	if err := g.Shutdown(context.Background()); err != nil {
+	if err := stopGateway(g); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Shutdown(context.Background()); err != nil {
+	if err := stopGateway(g); err != nil {
 		t.Fatal("second Shutdown:", err)
 	}
 	if status(h, "/readyz") != 503 || status(h, "/healthz") != 200 || status(h, "/ws") != 503 {
@@ -99,7 +99,7 @@ func TestConfigRanges(t *testing.T) {
 		{Config{Drain: 2 * time.Hour}, "gateway.drain: 2h0m0s is not between 0s and 1h0m0s"},
 		{Config{MaxConnections: -1}, "gateway.max_connections: -1 is not between 0 and 16777216"},
 		{Config{MaxConnections: 1 << 30}, "gateway.max_connections: 1073741824 is not between 0 and 16777216"},
-		{Config{Workers: 2000}, "gateway.workers: 2000 is not between 1 and 1024"},
+		{Config{Workers: 2000}, "gateway.workers: 2000 is not between 0 and 1024"},
 	} {
 		_, err := New(c.cfg, hub)
 		if err == nil || err.Error() != c.want {
@@ -108,11 +108,11 @@ func TestConfigRanges(t *testing.T) {
 	}
 	cfg := Config{}
 	cfg.setDefaults()
-	if cfg.FrameTimeout != DefaultFrameTimeout || cfg.HandshakeTimeout != DefaultHandshakeTimeout ||
-		cfg.IdleTimeout != DefaultIdleTimeout || cfg.MaxConnections != 0 {
+	if cfg.FrameTimeout != 10*time.Second || cfg.HandshakeTimeout != 10*time.Second ||
+		cfg.IdleTimeout != 60*time.Second || cfg.MaxConnections != 0 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil {
 		t.Fatal(err)
 	}
 }

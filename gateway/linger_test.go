@@ -154,7 +154,7 @@ func TestSocketsReleased(t *testing.T) {
 				_ = c.conn.Close()
 			}()
 		}
-		if err := g.Shutdown(t.Context()); err != nil {
+		if err := stopGateway(g); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 5*time.Second, "no socket left", func() bool { return g.sockets() == 0 })

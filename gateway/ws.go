@@ -75,7 +75,7 @@ func (e *events) OnMessage(s *gws.Conn, m *gws.Message) {
 // one place that does, once gws has read the last it will.
 func (e *events) OnClose(s *gws.Conn, err error) {
 	if c := connOf(s); c != nil {
-		e.hub.Closed(c, err)
+		e.hub.ReadEnded(c, err)
 	}
 	if sc, ok := s.NetConn().(*socketConn); ok {
 		sc.finish()

@@ -34,11 +34,5 @@ type Backend interface {
 	Send(ctx context.Context, typ, user, conn string, payload []byte, wantReply bool) ([]byte, error)
 }
 
-// Errors a Backend returns.
-var (
-	ErrNoHandler = errors.New("session: no handler for this type")
-	ErrDraining  = errors.New("session: the node is shutting down")
-)
-
 // isTimeout reports whether err means the backend did not answer in time.
 func isTimeout(err error) bool { return errors.Is(err, context.DeadlineExceeded) }

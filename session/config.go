@@ -4,20 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/pushgrid/pushgrid/internal/schema"
 )
 
-// Defaults of PROTOCOL.md's limits.
 const (
-	DefaultMaxMessageBytes = 65536
-	DefaultMaxChannels     = 128
-	DefaultRate            = 100
-	DefaultBurst           = 200
-	DefaultQueueFrames     = 1024
-	DefaultQueueBytes      = 4 << 20
-	DefaultRequestTimeout  = 5 * time.Second
-	DefaultMaxRequests     = 16
-	DefaultPrivatePrefix   = "@"
-
 	// MaxMessageBytesLimit is the largest session.max_message_bytes: NATS
 	// carries a client frame whole, and its payloads are at most 1 MiB by
 	// default (the broker raises its own limit to fit the envelope).
@@ -28,83 +19,52 @@ const (
 	rateStrikes = 10
 )
 
-// Config holds the limits and rules of client sessions. The zero value is
-// usable: New fills every zero field with its default.
+// Config holds the limits and rules of client sessions: the [session]
+// table of the configuration. Each field's tags declare its key once: the
+// TOML key, the flag and environment variable of pushgrid serve, the
+// default and the help text. The zero value is usable: New fills every
+// zero field with its default.
 type Config struct {
-	// MaxMessageBytes is the largest client frame; larger ones close the
-	// connection with 1009. The gateway enforces it while reading.
-	MaxMessageBytes int `toml:"max_message_bytes"`
-	// MaxChannels is how many channels one connection may be a member of.
-	MaxChannels int `toml:"max_channels"`
+	MaxMessageBytes int `toml:"max_message_bytes" name:"max-message-bytes" env:"PUSHGRID_MAX_MESSAGE_BYTES" default:"65536" help:"Largest client frame in bytes (64 to 1048576); a larger one closes the connection with 1009."`
+	MaxChannels     int `toml:"max_channels" name:"max-channels" env:"PUSHGRID_MAX_CHANNELS" default:"128" help:"Channels one connection may be a member of (1 to 100000); past it, too_many_channels."`
 	// Rate and Burst are the token bucket of client frames, one per user on
 	// this node (all its connections share it), or per client IP for
 	// anonymous connections.
-	Rate  float64 `toml:"rate"`
-	Burst int     `toml:"burst"`
+	Rate  float64 `toml:"rate" name:"rate" env:"PUSHGRID_RATE" default:"100" help:"Client frames per second, per user on the node, or per client IP for anonymous connections; every frame counts, pings and pongs too (0.01 to 1000000). Over it: rate_limited; ten times in a row: close 1008."`
+	Burst int     `toml:"burst" name:"burst" env:"PUSHGRID_BURST" default:"200" help:"Frames a client may send at once above the rate: the token bucket's size (1 to 1000000)."`
 	// QueueFrames and QueueBytes bound a connection's outgoing queue; a
 	// client whose queue passes either is closed with 4001.
-	QueueFrames int `toml:"queue_frames"`
-	QueueBytes  int `toml:"queue_bytes"`
-	// RequestTimeout bounds how long a custom frame with an id waits for a
-	// backend's reply before the client gets a timeout error.
-	RequestTimeout time.Duration `toml:"request_timeout"`
-	// MaxRequests bounds the custom frames with an id one connection may
-	// have waiting for a backend's reply; more get too_many_requests.
-	MaxRequests int `toml:"max_requests"`
+	QueueFrames    int           `toml:"queue_frames" name:"queue-frames" env:"PUSHGRID_QUEUE_FRAMES" default:"1024" help:"Outgoing queue bound per connection, in frames (1 to 1048576); a client that does not read and passes it is closed with 4001."`
+	QueueBytes     int           `toml:"queue_bytes" name:"queue-bytes" env:"PUSHGRID_QUEUE_BYTES" default:"4194304" help:"Outgoing queue bound per connection, in bytes (max_message_bytes to 1 GiB); past it, close 4001."`
+	RequestTimeout time.Duration `toml:"request_timeout" name:"request-timeout" env:"PUSHGRID_REQUEST_TIMEOUT" default:"5s" help:"How long a custom frame with an id waits for a backend's reply before the client gets timeout (10ms to 5m)."`
+	MaxRequests    int           `toml:"max_requests" name:"max-requests" env:"PUSHGRID_MAX_REQUESTS" default:"16" help:"Custom frames with an id one connection may have waiting for a reply (1 to 10000); more get too_many_requests. They are cancelled when it disconnects."`
 	// PrivatePrefix marks private channels: a channel whose name starts with
 	// it, as in "@alice" or "@alice.inbox", may be joined only by the user
 	// named between the prefix and the first '.'. "none" turns the rule off.
-	PrivatePrefix string `toml:"private_prefix"`
-
+	PrivatePrefix string `toml:"private_prefix" name:"private-prefix" env:"PUSHGRID_PRIVATE_PREFIX" default:"@" help:"Channels <prefix><user> and <prefix><user>.<more> (@alice, @alice.inbox) may be joined only by that user; none turns the rule off."`
 	// PresenceLimit, when not 0, stops join and leave control frames in
 	// channels with more than this many members on this node: in a channel
 	// of n members every join costs n frames, so n joins cost n²/2. 0 keeps
 	// PROTOCOL.md's rule: every member is told of every join and leave.
-	PresenceLimit int `toml:"presence_limit"`
+	PresenceLimit int `toml:"presence_limit" name:"presence-limit" env:"PUSHGRID_PRESENCE_LIMIT" default:"0" help:"No join/leave control frames in channels with more members than this on a node, since n joins cost n*n/2 frames; 0 always sends them, as the protocol says."`
 
 	// Node is this node's name, sent in welcome frames and events.
-	Node string `toml:"-"`
+	Node string `toml:"-" kong:"-"`
 	// Logger receives the hub's log lines; nil discards them.
-	Logger *slog.Logger `toml:"-"`
+	Logger *slog.Logger `toml:"-" kong:"-"`
 }
 
 func (c *Config) setDefaults() {
-	if c.MaxMessageBytes == 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.MaxChannels == 0 {
-		c.MaxChannels = DefaultMaxChannels
-	}
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
-	if c.Burst == 0 {
-		c.Burst = DefaultBurst
-	}
-	if c.QueueFrames == 0 {
-		c.QueueFrames = DefaultQueueFrames
-	}
-	if c.QueueBytes == 0 {
-		c.QueueBytes = DefaultQueueBytes
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxRequests == 0 {
-		c.MaxRequests = DefaultMaxRequests
-	}
-	if c.PrivatePrefix == "" {
-		c.PrivatePrefix = DefaultPrivatePrefix
-	}
+	schema.Defaults(c)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-// Validate reports the first setting that cannot work, naming its key.
+// Check reports the first setting that cannot work, naming its key.
 // Every number has a range: a limit that is off by a typo (a rate of NaN,
 // a timeout of 1ns) would quietly turn protection off.
-func (c *Config) Validate() error {
+func (c *Config) Check() error {
 	switch {
 	case c.MaxMessageBytes < 64 || c.MaxMessageBytes > MaxMessageBytesLimit:
 		return fmt.Errorf("session.max_message_bytes: %d is not between 64 and %d", c.MaxMessageBytes, MaxMessageBytesLimit)

@@ -14,11 +14,32 @@
 // (OnConnect, OnMessage, OnDisconnect); embed NopHandler and override what
 // you need.
 //
+// The files, by job: hub.go (the Hub, Connect, Shutdown), handlers.go (what
+// each client frame does), members.go (channel membership and the user
+// index, disconnecting), delivery.go (what the bus brings, to local
+// connections), events.go (events for backends), channel.go (a channel's
+// members and dispatcher), outbox.go and inbox.go (a connection's queues),
+// limit.go (rate buckets), decode.go and frame.go (frames in and out).
+//
+// Lifecycle: New starts nothing; connections come through Connect and end
+// with ReadEnded (their read loop ended); Shutdown drains and closes them
+// all and stops the hub, the one way to.
+//
 // Concurrency: every exported method of Hub and Conn is safe to call from
 // several goroutines, except that a connection's frames must arrive in
 // order from one goroutine (its read loop): Hub.Enqueue hands each to a
 // worker (one of the hub's pool, or a goroutine of its own when the pool is
 // busy) that handles that connection's frames in order while it has any, so
 // an idle connection costs one small read-loop stack; Hub.Receive handles a
-// frame at once on the caller's goroutine. Hub.Close stops the pool.
+// frame at once on the caller's goroutine.
+//
+// Lock order, outermost first; a goroutine holding one may take those
+// after it, never one before:
+//
+//	Hub.mu → Conn.mu → limiter.mu → bucket.mu
+//	Hub.mu (read) → outbox.mu → the transport's own lock (DeliverUser, DeliverAll)
+//	channel.mu (read) → outbox.mu → the transport's own lock (a channel's dispatcher)
+//
+// channel.qmu and inbox.mu are taken alone. No callback into a Handler, a
+// Bus or a Backend runs under any of these locks.
 package session

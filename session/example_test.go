@@ -72,7 +72,11 @@ func Example_handler() {
 	}
 	c, _ := hub.Connect(printer{}, "alice", netip.MustParseAddr("127.0.0.1"))
 	hub.Receive(c, []byte(`{"type":"chat","channel":"lobby","msg":"hi!!!","id":1}`))
-	hub.Disconnect(c, nil)
+	hub.ReadEnded(c, nil) // the client went away
+	// Shutdown returns once every connection is gone, its OnDisconnect run.
+	if err := hub.Shutdown(context.Background()); err != nil {
+		panic(err)
+	}
 	fmt.Println(h.log)
 	// Output:
 	// welcome

@@ -1,7 +1,5 @@
 package session
 
-import "errors"
-
 // Handler adds behaviour to every connection of a hub, the way a handler
 // class did in a Node.js push server. For one connection its methods run
 // one at a time, in order; a slow handler delays only that connection's
@@ -20,10 +18,6 @@ type Handler interface {
 	// every channel. reason says why (a Disconnect, or the read error).
 	OnDisconnect(c *Conn, reason error)
 }
-
-// ErrHandled, returned by Handler.OnMessage, tells the hub the frame needs
-// nothing more.
-var ErrHandled = errors.New("session: frame handled")
 
 // NopHandler does nothing; embed it and override the methods you need.
 type NopHandler struct{}

@@ -204,12 +204,12 @@ func TestJoinChatLeave(t *testing.T) {
 
 	// A disconnect leaves every channel and tells the others.
 	h.Receive(b, []byte(`{"type":"join","channel":"lobby"}`))
-	h.Disconnect(b, nil)
+	h.disconnect(b, nil)
 	waitCount(t, ta, `"user":"bob","msg":"left"`, 2)
 	if bus.subs["lobby"] != 1 || bus.subs["x"] != 0 {
 		t.Fatalf("bus interest %v", bus.subs)
 	}
-	h.Disconnect(a, nil)
+	h.disconnect(a, nil)
 	if st := h.Stats(); st.Connections != 0 || st.Channels != 0 {
 		t.Fatalf("stats after all left: %+v", st)
 	}
@@ -277,7 +277,7 @@ func TestRequestTimeout(t *testing.T) {
 	waitFrame(t, tr, `{"type":"error","code":"timeout"`)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := h.Wait(ctx); err == nil {
+	if err := h.wait(ctx); err == nil {
 		t.Fatal("Wait returned with a connection open")
 	}
 }
@@ -492,7 +492,7 @@ func TestRateBucketShared(t *testing.T) {
 				h.Receive(a, []byte(`{"type":"ping"}`))
 			}
 			// Reconnect: the new connection gets what is left, nothing.
-			h.Disconnect(a, nil)
+			h.disconnect(a, nil)
 			b, _ := h.Connect(t2, c.user2, c.ip2)
 			h.Receive(b, []byte(`{"type":"ping","id":1}`))
 			limited := strings.Contains(strings.Join(t2.frames(), ""), `"code":"rate_limited"`)
@@ -527,7 +527,7 @@ func TestRateBucketsForgotten(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		c, _ := h.Connect(&fakeTransport{}, fmt.Sprintf("u%d", i), netip.Addr{})
 		h.Receive(c, []byte(`{"type":"ping"}`))
-		h.Disconnect(c, nil)
+		h.disconnect(c, nil)
 	}
 	if n := h.limits.size(); n == 0 || n > 100 {
 		t.Fatalf("%d buckets right after 100 users left", n)
@@ -535,7 +535,7 @@ func TestRateBucketsForgotten(t *testing.T) {
 	checkFor(t, 2*time.Second, func() error {
 		// Sweeping happens as connections come and go.
 		c, _ := h.Connect(&fakeTransport{}, "last", netip.Addr{})
-		h.Disconnect(c, nil)
+		h.disconnect(c, nil)
 		if n := h.limits.size(); n > 1 {
 			return fmt.Errorf("%d buckets kept", n)
 		}
@@ -592,10 +592,10 @@ func TestMaxRequests(t *testing.T) {
 	waitFrame(t, tr, `"code":"too_many_requests","msg":"at most 3 requests may wait for a reply","id":4}`)
 	// A frame without an id is not a request: it is published at once.
 	h.Receive(c, []byte(`{"type":"audit"}`))
-	h.Disconnect(c, nil)
+	h.disconnect(c, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := h.Wait(ctx); err != nil {
+	if err := h.wait(ctx); err != nil {
 		t.Fatalf("requests outlived their connection: %v", err)
 	}
 	mu.Lock()
@@ -666,14 +666,14 @@ func TestConfigRanges(t *testing.T) {
 	for _, c := range cases {
 		cfg := c.cfg
 		cfg.setDefaults()
-		err := cfg.Validate()
+		err := cfg.Check()
 		if err == nil || !strings.HasPrefix(err.Error(), c.want+":") {
 			t.Errorf("%+v: %v, want an error about %s", c.cfg, err, c.want)
 		}
 	}
 	var ok Config
 	ok.setDefaults()
-	if err := ok.Validate(); err != nil {
+	if err := ok.Check(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
 }
@@ -685,7 +685,10 @@ func TestChannelMembership(t *testing.T) {
 	conns := make([]*Conn, 3*indexAt)
 	for i := range conns {
 		conns[i] = &Conn{id: fmt.Sprint(i)}
-		if !ch.add(conns[i]) || !ch.add(conns[i]) {
+		if !ch.add(conns[i]) {
+			t.Fatal("add refused")
+		}
+		if !ch.add(conns[i]) { // twice: still one member
 			t.Fatal("add refused")
 		}
 	}
@@ -794,7 +797,9 @@ func (w *watchTransport) Close(Disconnect) error { return nil }
 // drains leaves no rate bucket behind.
 func TestDrainingConnectKeepsNoBucket(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 1000, Burst: 1}) // refills in 1ms
-	h.Drain()
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 10; i++ {
 		if _, err := h.Connect(&fakeTransport{}, fmt.Sprintf("late%d", i), netip.Addr{}); !errors.Is(err, ErrDraining) {
 			t.Fatalf("connect while draining: %v", err)
@@ -819,7 +824,7 @@ func TestRateBucketIdleListBounded(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		c, _ := h.Connect(&fakeTransport{}, "", ip)
 		h.Receive(c, []byte(`{"type":"ping"}`))
-		h.Disconnect(c, nil)
+		h.disconnect(c, nil)
 	}
 	h.limits.mu.Lock()
 	defer h.limits.mu.Unlock()
@@ -843,4 +848,59 @@ func TestClientPongsCount(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestShutdown: a hub in Shutdown refuses new connections, serves the
+// connected ones until the drain ends, then closes them with 1001 and
+// returns once they are gone; a second Shutdown returns the first's
+// result.
+func TestShutdown(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, "", netip.Addr{})
+	// The transport's close is the socket's: the read loop then ends.
+	go func() {
+		checkFor(t, 10*time.Second, func() error {
+			if tr.closedWith() == nil {
+				return fmt.Errorf("not closed")
+			}
+			return nil
+		})
+		h.ReadEnded(c, nil)
+	}()
+	drain, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(drain) }()
+	checkFor(t, 2*time.Second, func() error {
+		early, err := h.Connect(&fakeTransport{}, "", netip.Addr{})
+		if err == nil {
+			h.ReadEnded(early, nil) // Shutdown had not begun yet: let it go
+			return fmt.Errorf("a connection was let in")
+		}
+		if !errors.Is(err, ErrDraining) {
+			return err
+		}
+		return nil
+	})
+	// Served while draining.
+	h.DeliverConn(c.ID(), []byte(`{"during":1}`))
+	waitFrame(t, tr, `{"during":1}`)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if d := tr.closedWith(); d == nil || d.Code != CloseGoingAway {
+		t.Fatalf("closed with %v, want 1001", d)
+	}
+	if st := h.Stats(); st.Connections != 0 {
+		t.Fatalf("%d connections after Shutdown", st.Connections)
+	}
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
 }

@@ -70,9 +70,11 @@ func (h *Hub) Enqueue(c *Conn, m Message) {
 	in.mu.Unlock()
 }
 
-// Closed tells the hub c's read loop ended: once the frames already queued
-// are handled, c disconnects (see Disconnect).
-func (h *Hub) Closed(c *Conn, reason error) {
+// ReadEnded tells the hub c's read loop ended (the client closed, or its
+// socket failed, for reason): once the frames already queued are handled, c
+// disconnects: it leaves its channels, is forgotten, and the Handler's
+// OnDisconnect runs.
+func (h *Hub) ReadEnded(c *Conn, reason error) {
 	in := &c.in
 	in.mu.Lock()
 	in.closed, in.reason = true, reason
@@ -120,10 +122,10 @@ func (h *Hub) startPool() {
 	}
 }
 
-// Close stops the hub's worker pool, once every connection is gone. It is
-// safe to call more than once.
-func (h *Hub) Close() {
-	h.closeOnce.Do(func() { close(h.closed) })
+// stopWorkers stops the hub's worker pool, once every connection is gone.
+// It is safe to call more than once.
+func (h *Hub) stopWorkers() {
+	h.stopOnce.Do(func() { close(h.closed) })
 	h.workers.Wait()
 }
 
@@ -137,7 +139,7 @@ func (h *Hub) work(c *Conn) {
 			in.frames = nil // an idle connection keeps no buffer
 			in.mu.Unlock()
 			if closed {
-				h.Disconnect(c, reason)
+				h.disconnect(c, reason)
 			}
 			return
 		}

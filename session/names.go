@@ -1,5 +1,7 @@
 package session
 
+import "strings"
+
 // Name rules of PROTOCOL.md §3, in one place.
 
 const (
@@ -32,6 +34,15 @@ func ValidChannel(s string) bool { return validDotted(s, maxNameLen) }
 // ValidUser reports whether s is a valid user name; the rules are those of
 // channels.
 func ValidUser(s string) bool { return validDotted(s, maxNameLen) }
+
+// anonPrefix starts the user name of a connection that has none. Only the
+// server gives such names: a client that could claim anon-<conn> would
+// receive what is published to that connection's user.
+const anonPrefix = "anon-"
+
+// ClaimableUser reports whether a client may be user s: a valid user name
+// that does not start with anon-.
+func ClaimableUser(s string) bool { return ValidUser(s) && !strings.HasPrefix(s, anonPrefix) }
 
 // ValidNode reports whether s is a valid node name: 1 to 64 bytes of
 // A-Z a-z 0-9 _ -.

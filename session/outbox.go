@@ -13,9 +13,14 @@ import "sync"
 // which drains the queue with blocking writes and exits once it is empty. A
 // queue that passes its bound in frames or bytes ends the connection with
 // 4001; the caller never waits for the socket.
+// queueBounds are the outgoing queue's bounds: past either, the client is
+// closed with 4001.
+type queueBounds struct{ frames, bytes int }
+
 type outbox struct {
-	t Transport
-	c *Conn // the owner: its hub has the bounds and hears of closes
+	t      Transport
+	bounds *queueBounds // shared by every outbox of a hub
+	owner  *Conn        // hears of the closes the outbox decides on its own: a slow consumer, a failed write
 
 	mu      sync.Mutex
 	pending [][]byte // guarded by mu; queued, not yet written; shared, read-only
@@ -47,7 +52,7 @@ func (o *outbox) send(p []byte, n int) bool {
 		if err != nil {
 			o.closeLocked(DisconnectWriteFailed, false)
 			o.mu.Unlock()
-			o.c.hub.closedByServer(o.c, DisconnectWriteFailed)
+			o.owner.closedByServer(DisconnectWriteFailed)
 			return false
 		}
 		if w == len(p) {
@@ -69,7 +74,7 @@ func (o *outbox) send(p []byte, n int) bool {
 			if o.overBound(0, 0) {
 				o.closeLocked(DisconnectSlowConsumer, true)
 				o.mu.Unlock()
-				o.c.hub.closedByServer(o.c, DisconnectSlowConsumer)
+				o.owner.closedByServer(DisconnectSlowConsumer)
 				return false
 			}
 			o.mu.Unlock()
@@ -79,7 +84,7 @@ func (o *outbox) send(p []byte, n int) bool {
 	if o.overBound(n, len(p)) {
 		o.closeLocked(DisconnectSlowConsumer, true)
 		o.mu.Unlock()
-		o.c.hub.closedByServer(o.c, DisconnectSlowConsumer)
+		o.owner.closedByServer(DisconnectSlowConsumer)
 		return false
 	}
 	o.pending = append(o.pending, p)
@@ -92,8 +97,7 @@ func (o *outbox) send(p []byte, n int) bool {
 // overBound reports whether the queue, with n more frames of size bytes,
 // passes its bound; callers hold o.mu.
 func (o *outbox) overBound(n, size int) bool {
-	cfg := &o.c.hub.cfg
-	return o.frames+n > cfg.QueueFrames || o.bytes+size > cfg.QueueBytes
+	return o.frames+n > o.bounds.frames || o.bytes+size > o.bounds.bytes
 }
 
 // isClosed reports whether the outbox accepts no more frames.
@@ -176,7 +180,7 @@ func (o *outbox) writer() {
 		if err != nil && !o.closed {
 			o.closeLocked(DisconnectWriteFailed, true)
 			o.mu.Unlock()
-			o.c.hub.closedByServer(o.c, DisconnectWriteFailed)
+			o.owner.closedByServer(DisconnectWriteFailed)
 			continue
 		}
 		if err != nil {

@@ -18,11 +18,11 @@ const (
 	CodeTimeout         Code = "timeout"
 )
 
-// Codes lists every error code, in a fixed order (metrics use it).
-var Codes = [numCodes]Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited,
+// Codes lists every error code, in a fixed order (metrics use it). A new
+// code is added here and above, nowhere else: the counters are sized and
+// indexed from this list.
+var Codes = [...]Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited,
 	CodeTooManyRequests, CodeNoHandler, CodeTimeout}
-
-const numCodes = 8
 
 // Error is a protocol error: the client receives it as an error frame and
 // its connection stays open.

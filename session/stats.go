@@ -12,8 +12,8 @@ type counters struct {
 	delivered     atomic.Uint64
 	slowConsumers atomic.Uint64
 	dropped       atomic.Uint64
-	droppedLogged atomic.Int64            // when a drop was last logged, in ns since the hub's epoch
-	errors        [numCodes]atomic.Uint64 // by codeIndex
+	droppedLogged atomic.Int64              // when a drop was last logged, in ns since the hub's epoch
+	errors        [len(Codes)]atomic.Uint64 // by codeIndex
 }
 
 // codeIndex is the index of each code in Codes.

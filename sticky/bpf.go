@@ -1,11 +1,6 @@
 package sticky
 
-import (
-	"encoding/binary"
-	"net/netip"
-
-	"golang.org/x/sys/unix"
-)
+import "golang.org/x/sys/unix"
 
 // The steering program is classic BPF run by the kernel for every new
 // connection to the reuseport group; its return value is the index of the
@@ -75,21 +70,4 @@ func steeringProgram(n int) []unix.SockFilter {
 		/* 19 */ stmt(modK, uint32(n)), // A %= n
 		/* 20 */ stmt(retA, 0), // the listener's index
 	}
-}
-
-// hashIP is what the steering program computes for a client address: the
-// index of the worker, out of n, that its connections go to.
-func hashIP(ip netip.Addr, n int) int {
-	ip = ip.Unmap()
-	var a uint32
-	if ip.Is4() {
-		b := ip.As4()
-		a = binary.BigEndian.Uint32(b[:])
-	} else {
-		b := ip.As16()
-		for i := 0; i < 16; i += 4 {
-			a ^= binary.BigEndian.Uint32(b[i:])
-		}
-	}
-	return int((a * hashMul >> hashShift) % uint32(n))
 }

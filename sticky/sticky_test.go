@@ -2,6 +2,7 @@ package sticky
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -66,13 +67,14 @@ func TestParsePrefixes(t *testing.T) {
 
 // acceptor records which listener accepted connections from which address.
 type acceptor struct {
-	mu   sync.Mutex
-	seen map[string]map[int]int // source IP -> listener index -> count
-	wg   sync.WaitGroup
+	mu       sync.Mutex
+	seen     map[string]map[int]int // source IP -> listener index -> count
+	accepted chan string            // the source IP of each connection accepted
+	wg       sync.WaitGroup
 }
 
 func serve(t testing.TB, ls []net.Listener) *acceptor {
-	a := &acceptor{seen: map[string]map[int]int{}}
+	a := &acceptor{seen: map[string]map[int]int{}, accepted: make(chan string, 1)}
 	for i, l := range ls {
 		a.wg.Add(1)
 		go func() {
@@ -90,6 +92,10 @@ func serve(t testing.TB, ls []net.Listener) *acceptor {
 				a.seen[ip][i]++
 				a.mu.Unlock()
 				c.Close()
+				select {
+				case a.accepted <- ip:
+				default: // nobody waits: a connection the test did not make
+				}
 			}
 		}()
 	}
@@ -97,8 +103,10 @@ func serve(t testing.TB, ls []net.Listener) *acceptor {
 	return a
 }
 
-// dialFrom connects to addr from src and waits until the acceptor saw it.
-func dialFrom(t testing.TB, a *acceptor, addr, src string, want int) {
+// dialFrom connects to addr from src and waits until a listener of a
+// accepted it. Connections are dialled one at a time, so the next one
+// accepted is this one.
+func dialFrom(t testing.TB, a *acceptor, addr, src string) {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	c, err := d.Dial("tcp", addr)
@@ -106,20 +114,32 @@ func dialFrom(t testing.TB, a *acceptor, addr, src string, want int) {
 		t.Fatal(err)
 	}
 	c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		a.mu.Lock()
-		n := 0
-		for _, k := range a.seen[src] {
-			n += k
+	select {
+	case ip := <-a.accepted:
+		if ip != src {
+			t.Fatalf("dialled from %s, accepted a connection from %s", src, ip)
 		}
-		a.mu.Unlock()
-		if n >= want {
-			return
-		}
-		time.Sleep(time.Millisecond)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("connection from %s not accepted", src)
 	}
-	t.Fatalf("connection from %s not accepted", src)
+}
+
+// hashIP is what the steering program computes for a client address: the
+// index of the worker, out of n, that its connections go to. It is the
+// tests' oracle for the program.
+func hashIP(ip netip.Addr, n int) int {
+	ip = ip.Unmap()
+	var a uint32
+	if ip.Is4() {
+		b := ip.As4()
+		a = binary.BigEndian.Uint32(b[:])
+	} else {
+		b := ip.As16()
+		for i := 0; i < 16; i += 4 {
+			a ^= binary.BigEndian.Uint32(b[i:])
+		}
+	}
+	return int((a * hashMul >> hashShift) % uint32(n))
 }
 
 var sources = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"}
@@ -136,8 +156,8 @@ func TestSteeringByClientIP(t *testing.T) {
 	a := serve(t, ls)
 	addr := ls[0].Addr().String()
 	for _, src := range sources {
-		for i := 1; i <= tries; i++ {
-			dialFrom(t, a, addr, src, i)
+		for i := 0; i < tries; i++ {
+			dialFrom(t, a, addr, src)
 		}
 	}
 	used := map[int]bool{}
@@ -162,8 +182,8 @@ func TestSteeringIPv6(t *testing.T) {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
 	a := serve(t, ls)
-	for i := 1; i <= 10; i++ {
-		dialFrom(t, a, ls[0].Addr().String(), "::1", i)
+	for i := 0; i < 10; i++ {
+		dialFrom(t, a, ls[0].Addr().String(), "::1")
 	}
 	want := hashIP(netip.MustParseAddr("::1"), n)
 	a.mu.Lock()
@@ -180,8 +200,8 @@ func TestNoSteeringSpreads(t *testing.T) {
 	}
 	a := serve(t, ls)
 	for _, src := range sources {
-		for i := 1; i <= 10; i++ {
-			dialFrom(t, a, ls[0].Addr().String(), src, i)
+		for i := 0; i < 10; i++ {
+			dialFrom(t, a, ls[0].Addr().String(), src)
 		}
 	}
 	a.mu.Lock()
@@ -207,8 +227,8 @@ func TestReattachAfterClose(t *testing.T) {
 	}
 	a := serve(t, ls)
 	for _, src := range sources {
-		for i := 1; i <= 5; i++ {
-			dialFrom(t, a, addr, src, i)
+		for i := 0; i < 5; i++ {
+			dialFrom(t, a, addr, src)
 		}
 	}
 	a.mu.Lock()

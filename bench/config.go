@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"time"
+
+	"github.com/pushgrid/pushgrid/broker"
+)
+
+// Defaults of Config's zero fields. The CLI's flags default to these too.
+const (
+	DefaultPrefix   = broker.DefaultPrefix
+	DefaultSubs     = 1000
+	DefaultChannels = 1
+	DefaultDuration = 10 * time.Second
+	DefaultSize     = 64
+	DefaultWindow   = 64
+	DefaultDialers  = 64
+	DefaultTimeout  = 120 * time.Second
+)
+
+// maxPayload bounds Config.Size: the payload is one WebSocket frame.
+const maxPayload = 1 << 20
+
+// Config is one benchmark run. A zero field takes its default (Default*),
+// except where its comment gives a meaning to zero.
+type Config struct {
+	URLs     []string      // gateway WebSocket URLs; subscribers are spread over them
+	NATS     string        // where the publisher connects; only needed with Rates
+	Prefix   string        // subject prefix
+	Subs     int           // subscriber connections
+	Channels int           // channels; subscriber i joins channel i % Channels
+	Rates    []float64     // msg/s of each step, 0 = closed loop; none = connect, join, hold
+	Duration time.Duration // of each step's measurement
+	Warmup   time.Duration // before each step's measurement; 0 = none
+	Hold     time.Duration // with no steps: how long the joined connections stay idle; 0 = not at all
+	Size     int           // payload bytes
+	Window   int           // closed loop: messages in flight
+	SrcIPs   []net.IP      // local addresses to dial from, round robin; none = the system's choice
+	// UserPrefix names subscriber i user <UserPrefix><i> (the user query
+	// parameter); "" connects them anonymously. A node rate-limits the
+	// frames of anonymous connections per client IP, so thousands of them
+	// from one address would be limited together.
+	UserPrefix string
+	Dialers    int           // connections being opened at once
+	Timeout    time.Duration // bound of the connect phase
+	PID        int           // server process on this machine to measure, 0 for none
+	Progress   io.Writer     // live progress line, nil for none
+}
+
+// ConfigError is a Config field whose value cannot run. Field is the
+// field's name in Config, so a caller can say it in its own terms (a CLI,
+// its flag).
+type ConfigError struct {
+	Field  string // "Subs"
+	Value  string // the value refused, "" when there is none
+	Reason string // what the value needs to be
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("bench: %s: %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("bench: %s %s: %s", e.Field, e.Value, e.Reason)
+}
+
+func (c *Config) setDefaults() {
+	orDefault(&c.Prefix, DefaultPrefix)
+	orDefault(&c.Subs, DefaultSubs)
+	orDefault(&c.Channels, DefaultChannels)
+	orDefault(&c.Duration, DefaultDuration)
+	orDefault(&c.Size, DefaultSize)
+	orDefault(&c.Window, DefaultWindow)
+	orDefault(&c.Dialers, DefaultDialers)
+	orDefault(&c.Timeout, DefaultTimeout)
+}
+
+// orDefault sets *v to def if it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func (c *Config) validate() error {
+	bad := func(field string, value any, reason string) error {
+		return &ConfigError{Field: field, Value: fmt.Sprint(value), Reason: reason}
+	}
+	switch {
+	case len(c.URLs) == 0:
+		return &ConfigError{Field: "URLs", Reason: "no gateway URL"}
+	case c.NATS == "" && len(c.Rates) > 0:
+		return &ConfigError{Field: "NATS", Reason: "no NATS URL for the publisher, which every rate step needs"}
+	case c.Subs < 1:
+		return bad("Subs", c.Subs, "need at least 1")
+	case c.Channels < 1 || c.Channels > c.Subs:
+		return bad("Channels", c.Channels, fmt.Sprintf("need 1 to %d, the subscribers", c.Subs))
+	case c.Size < minPayload || c.Size > maxPayload:
+		return bad("Size", c.Size, fmt.Sprintf("need %d bytes to 1 MiB", minPayload))
+	case c.Window < 1:
+		return bad("Window", c.Window, "need at least 1")
+	case c.Dialers < 1:
+		return bad("Dialers", c.Dialers, "need at least 1")
+	}
+	for _, r := range c.Rates {
+		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+			return bad("Rates", r, "a rate is a finite number, not negative")
+		}
+	}
+	return nil
+}

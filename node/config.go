@@ -1,0 +1,158 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/pushgrid/pushgrid/broker"
+	"github.com/pushgrid/pushgrid/gateway"
+	"github.com/pushgrid/pushgrid/internal/schema"
+	"github.com/pushgrid/pushgrid/session"
+)
+
+// Config is a node's whole configuration; its TOML form is the
+// configuration file. Each table is its package's Config, whose tags
+// declare every key once.
+type Config struct {
+	Node    string         `toml:"node" name:"node" env:"PUSHGRID_NODE" help:"Node name, unique in the cluster: A-Z a-z 0-9 _ -, 1 to 64 bytes (default: the host name's first label)."`
+	Gateway gateway.Config `toml:"gateway" embed:""`
+	NATS    broker.Config  `toml:"nats" embed:""`
+	Session session.Config `toml:"session" embed:""`
+	Admin   AdminConfig    `toml:"admin" embed:""`
+	Log     LogConfig      `toml:"log" embed:""`
+}
+
+// AdminConfig is the [admin] table.
+type AdminConfig struct {
+	Listen string `toml:"listen" name:"admin-listen" env:"PUSHGRID_ADMIN_LISTEN" default:"127.0.0.1:6003" help:"Admin API (/api/nodes, /api/stats) and Go's pprof; keep it private. Empty turns it off."`
+}
+
+// LogConfig is the [log] table.
+type LogConfig struct {
+	Level  string `toml:"level" name:"log-level" env:"PUSHGRID_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn, error."`
+	Format string `toml:"format" name:"log-format" env:"PUSHGRID_LOG_FORMAT" default:"text" help:"Log format: text, json."`
+}
+
+// frameEnvelope bounds what a chat frame adds to the client's msg: type,
+// channel and user (each at most 128 bytes) and the punctuation.
+const frameEnvelope = 1024
+
+// DefaultConfig is the configuration with every key at its default: what
+// pushgrid serve runs with no flag, environment variable or file. A Go
+// program starts from it and changes what it needs. (A zero Config is not
+// one: zero is a value of its own for some keys, such as an empty
+// admin.listen, which turns the admin API off.)
+func DefaultConfig() Config {
+	var c Config
+	schema.Defaults(&c)
+	return c
+}
+
+// Effective is c as a node runs it: the node name, when there is none,
+// from the host name, and what one part takes from another.
+func (c Config) Effective() Config {
+	c.derive()
+	return c
+}
+
+// derive sets what is not a key of its own: the node name, when there is
+// none, from the host name; what one part takes from another.
+func (c *Config) derive() {
+	if c.Node == "" {
+		c.Node = hostNodeName()
+	}
+	if c.NATS.ClusterListen == "" && len(c.NATS.Seeds) > 0 {
+		c.NATS.ClusterListen = broker.DefaultClusterListen
+	}
+	c.NATS.Node, c.Session.Node = c.Node, c.Node
+	// The largest payload the node publishes: a client frame whole (a
+	// custom frame), or a chat's msg in its envelope.
+	c.NATS.MaxPayload = c.Session.MaxMessageBytes + frameEnvelope
+	// Empty lists, not nil, so the printed configuration shows every key.
+	for _, l := range []*[]string{&c.Gateway.TrustedProxies, &c.Gateway.Origins, &c.NATS.Seeds} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+}
+
+// Check reports every setting that cannot work, each once, naming its
+// key as the configuration file spells it. It checks c as it is, as the
+// command line gives it (every key set): a key left zero fails where zero
+// is out of range. New fills the defaults first. (Check, not Validate:
+// kong would call that while parsing, before the node name is known.)
+func (c Config) Check() error {
+	c.derive()
+	var errs []error
+	if !session.ValidNode(c.Node) {
+		errs = append(errs, fmt.Errorf("node: %q is not a valid node name (A-Z a-z 0-9 _ -, 1 to 64 bytes)", c.Node))
+		// The parts check the name too: say it once.
+		c.NATS.Node, c.Session.Node = "n", "n"
+	}
+	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, c.Admin, c.Log} {
+		if err := part.Check(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Check checks the [admin] table.
+func (c AdminConfig) Check() error {
+	if c.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	return nil
+}
+
+// Check checks the [log] table.
+func (c LogConfig) Check() error {
+	switch c.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Level)
+	}
+	if c.Format != "text" && c.Format != "json" {
+		return fmt.Errorf("log.format: %q is not text or json", c.Format)
+	}
+	return nil
+}
+
+// Logger is a logger writing to w as the [log] table says, every line
+// tagged with the node's name.
+func (c Config) Logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)).With("node", c.Node)
+	}
+	return slog.New(slog.NewTextHandler(w, opts)).With("node", c.Node)
+}
+
+// hostNodeName is the host name's first label made into a valid node name.
+func hostNodeName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "pushgrid"
+	}
+	host, _, _ = strings.Cut(host, ".")
+	b := []byte(host)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}

@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushgrid/pushgrid/broker"
+	"github.com/pushgrid/pushgrid/gateway"
+	"github.com/pushgrid/pushgrid/session"
+)
+
+// Node is one pushgrid node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	broker  *broker.Broker
+	hub     *session.Hub
+	gateway *gateway.Gateway
+	admin   *http.Server // nil when admin.listen is empty
+
+	mu       sync.Mutex
+	started  bool // guarded by mu
+	adminLn  net.Listener
+	adminRun sync.WaitGroup
+
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// Option adds to a node what a configuration file cannot say.
+type Option func(*options)
+
+type options struct {
+	handler   session.Handler
+	logger    *slog.Logger
+	authorize func(*http.Request) (string, error)
+}
+
+// WithHandler adds behaviour to every client connection of the node
+// (session.Handler: OnConnect, OnMessage, OnDisconnect).
+func WithHandler(h session.Handler) Option { return func(o *options) { o.handler = h } }
+
+// WithLogger sends the node's log lines to l instead of standard error in
+// the form the [log] table says.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithAuthorize decides who a client is before its WebSocket upgrade: f
+// returns the user of a request, or a *gateway.HTTPError to refuse it. It
+// replaces gateway.auth.
+func WithAuthorize(f func(r *http.Request) (user string, err error)) Option {
+	return func(o *options) { o.authorize = f }
+}
+
+// New checks cfg and returns a node ready to Start; it starts nothing.
+// Start cfg from DefaultConfig.
+func New(cfg Config, opts ...Option) (*Node, error) {
+	cfg = cfg.Effective()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	log := o.logger
+	if log == nil {
+		log = cfg.Logger(os.Stderr)
+	}
+	n := &Node{cfg: cfg, log: log}
+	cfg.NATS.Logger = log.With("component", "broker")
+	cfg.Session.Logger = log.With("component", "session")
+	cfg.Gateway.Logger = log.With("component", "gateway")
+	cfg.Gateway.Authorize = o.authorize
+	cfg.NATS.Status = n.status
+
+	b, err := broker.New(cfg.NATS)
+	if err != nil {
+		return nil, err
+	}
+	hub, err := session.New(cfg.Session, b, backend{b}, o.handler)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Gateway.Metrics = append(cfg.Gateway.Metrics, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushgrid_routes",
+		Help: "Peer nodes this node's embedded NATS server has a route to.",
+	}, func() float64 { return float64(b.Routes()) }))
+	gw, err := gateway.New(cfg.Gateway, hub)
+	if err != nil {
+		return nil, err
+	}
+	n.broker, n.hub, n.gateway = b, hub, gw
+	if cfg.Admin.Listen != "" {
+		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }))
+	}
+	return n, nil
+}
+
+// Start starts the node: the broker (and with it the node's place in the
+// cluster), the gateway, then the admin API. On error, what it started is
+// stopped again. A node starts once.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started {
+		return errors.New("node: Start called twice")
+	}
+	n.started = true
+	if err := n.broker.Start(ctx, n.hub); err != nil {
+		return err
+	}
+	if err := n.gateway.Start(ctx); err != nil {
+		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		return err
+	}
+	if n.admin != nil {
+		ln, err := net.Listen("tcp", n.cfg.Admin.Listen)
+		if err != nil {
+			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			n.gateway.StopAccepting(stop)
+			_ = n.gateway.Shutdown(stop)
+			_ = n.broker.Shutdown(stop)
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		n.adminLn = ln
+		n.adminRun.Add(1)
+		go func() {
+			defer n.adminRun.Done()
+			if err := n.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("admin API", "err", err)
+			}
+		}()
+	}
+	n.log.Info("pushgrid started", "gateway", n.gateway.Addr().String(), "nats", n.broker.ClientURL(),
+		"cluster", n.broker.ClusterURL(), "admin", n.AdminAddr())
+	return nil
+}
+
+// Shutdown stops the node, in the reverse order of Start: the gateway
+// stops taking clients (/readyz 503, listeners closed); connected clients
+// are served for gateway.drain, or until none is left, then closed with
+// 1001; their sockets finish closing; the admin API stops; the node leaves
+// the cluster. ctx bounds the whole; past it, what is left is cut short.
+// It is safe to call more than once, and before Start; later calls return
+// the first result.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutOnce.Do(func() { n.shutErr = n.shutdown(ctx) })
+	return n.shutErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	started := n.started
+	n.started = true // a Start from now on fails
+	n.mu.Unlock()
+	if !started {
+		return nil
+	}
+	n.gateway.StopAccepting(ctx)
+	drain, cancel := context.WithTimeout(ctx, n.cfg.Gateway.Drain)
+	errHub := n.hub.Shutdown(drain)
+	cancel()
+	errGW := n.gateway.Shutdown(ctx)
+	if n.adminLn != nil {
+		_ = n.admin.Close()
+		n.adminRun.Wait()
+	}
+	errB := n.broker.Shutdown(ctx)
+	return errors.Join(errHub, errGW, errB)
+}
+
+// status is what the node's heartbeats tell the cluster.
+func (n *Node) status() broker.Status {
+	conns, chans := n.hub.Counts()
+	st := broker.Status{Connections: conns, Channels: chans}
+	if a := n.gateway.Addr(); a != nil {
+		st.Gateway = a.String()
+	}
+	return st
+}
+
+// Config is the node's configuration, defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Name is the node's name in the cluster.
+func (n *Node) Name() string { return n.cfg.Node }
+
+// Addr is the gateway's address (WebSocket /ws and HTTP), nil before Start.
+func (n *Node) Addr() net.Addr { return n.gateway.Addr() }
+
+// AdminAddr is the admin API's address, "" when it is off.
+func (n *Node) AdminAddr() string {
+	if n.adminLn == nil {
+		return ""
+	}
+	return n.adminLn.Addr().String()
+}
+
+// NATSURL is the URL backends use to reach this node's NATS.
+func (n *Node) NATSURL() string { return n.broker.ClientURL() }
+
+// ClusterURL is the route URL other nodes can give as a seed, "" when
+// routes are off.
+func (n *Node) ClusterURL() string { return n.broker.ClusterURL() }
+
+// Broker is the node's bus, for what a Go program does with NATS directly
+// (its Conn publishes on the node's own connection).
+func (n *Node) Broker() *broker.Broker { return n.broker }
+
+// Hub is the node's session hub: every client connection of this node.
+func (n *Node) Hub() *session.Hub { return n.hub }
+
+// Gateway is the node's WebSocket and HTTP edge.
+func (n *Node) Gateway() *gateway.Gateway { return n.gateway }
+
+// backend is the broker as session.Backend: it turns the broker's
+// no-responders error into the session's.
+type backend struct{ *broker.Broker }
+
+var (
+	_ session.Bus     = (*broker.Broker)(nil)
+	_ session.Backend = backend{}
+	_ broker.Receiver = (*session.Hub)(nil)
+)
+
+func (b backend) Send(ctx context.Context, typ, user, conn string, payload []byte, wantReply bool) ([]byte, error) {
+	reply, err := b.Broker.Send(ctx, typ, user, conn, payload, wantReply)
+	if errors.Is(err, broker.ErrNoResponders) {
+		err = session.ErrNoHandler
+	}
+	return reply, err
+}

@@ -1,0 +1,65 @@
+package session
+
+import (
+	"bytes"
+)
+
+// DeliverChannel hands payload, published to channel, to its local members.
+// The hub keeps payload; the caller must not change it.
+func (h *Hub) DeliverChannel(channel string, payload []byte) {
+	h.mu.RLock()
+	ch := h.channels[channel]
+	h.mu.RUnlock()
+	if ch == nil {
+		return
+	}
+	if h.cfg.PresenceLimit > 0 && bytes.HasPrefix(payload, controlPrefix) && ch.size() > h.cfg.PresenceLimit {
+		return
+	}
+	ch.deliver(h, payload)
+}
+
+// controlPrefix starts every control frame encodeControl builds.
+var controlPrefix = []byte(`{"type":"control"`)
+
+// DeliverUser hands payload to every local connection of user.
+func (h *Hub) DeliverUser(user string, payload []byte) {
+	frame := textFrame(payload)
+	n := 0
+	h.mu.RLock()
+	for _, c := range h.users[user] {
+		if c.out.send(frame, 1) {
+			n++
+		}
+	}
+	anon := h.anonymous(user)
+	h.mu.RUnlock()
+	if anon != nil && anon.out.send(frame, 1) {
+		n++
+	}
+	h.stats.delivered.Add(uint64(n))
+}
+
+// DeliverConn hands payload to the local connection with that id, if any.
+func (h *Hub) DeliverConn(id string, payload []byte) {
+	h.mu.RLock()
+	c := h.conns[id]
+	h.mu.RUnlock()
+	if c != nil && c.out.send(textFrame(payload), 1) {
+		h.stats.delivered.Add(1)
+	}
+}
+
+// DeliverAll hands payload to every local connection.
+func (h *Hub) DeliverAll(payload []byte) {
+	frame := textFrame(payload)
+	n := 0
+	h.mu.RLock()
+	for _, c := range h.conns {
+		if c.out.send(frame, 1) {
+			n++
+		}
+	}
+	h.mu.RUnlock()
+	h.stats.delivered.Add(uint64(n))
+}
