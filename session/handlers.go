@@ -117,9 +117,8 @@ func (h *Hub) sendError(c *Conn, e *Error, id []byte) {
 // join makes c a member of f.Channel and answers joined; it reports whether
 // c is a member afterwards.
 func (h *Hub) join(c *Conn, f *Frame) bool {
-	name := f.Channel
-	if !ValidChannel(name) {
-		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", name), f.ID)
+	name, ok := h.channelOf(c, f)
+	if !ok {
 		return false
 	}
 	if f.User != "" {
@@ -202,6 +201,16 @@ func (h *Hub) claimUser(c *Conn, user string) *Error {
 }
 
 // mayJoin applies the private-channel rule of Config.PrivatePrefix.
+// channelOf returns the channel f names, or answers bad_channel and
+// reports false when the name is not valid.
+func (h *Hub) channelOf(c *Conn, f *Frame) (string, bool) {
+	if !ValidChannel(f.Channel) {
+		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", f.Channel), f.ID)
+		return "", false
+	}
+	return f.Channel, true
+}
+
 func (h *Hub) mayJoin(user, channel string) bool {
 	p := h.cfg.PrivatePrefix
 	if p == "none" || !strings.HasPrefix(channel, p) {
@@ -212,9 +221,8 @@ func (h *Hub) mayJoin(user, channel string) bool {
 }
 
 func (h *Hub) chat(c *Conn, f *Frame) {
-	name := f.Channel
-	if !ValidChannel(name) {
-		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", name), f.ID)
+	name, ok := h.channelOf(c, f)
+	if !ok {
 		return
 	}
 	c.mu.Lock()
@@ -231,9 +239,8 @@ func (h *Hub) chat(c *Conn, f *Frame) {
 }
 
 func (h *Hub) leave(c *Conn, f *Frame) {
-	name := f.Channel
-	if !ValidChannel(name) {
-		h.sendError(c, errorf(CodeBadChannel, "invalid channel name %q", name), f.ID)
+	name, ok := h.channelOf(c, f)
+	if !ok {
 		return
 	}
 	c.mu.Lock()

@@ -141,31 +141,39 @@ func newTestHub(t testing.TB, cfg Config) (*Hub, *loopBus, *fakeBackend) {
 	return h, bus, be
 }
 
-// waitFrames polls until t has written a frame for which match holds.
+// waitFrame polls until t has written a frame that contains match.
 func waitFrame(tb testing.TB, t *fakeTransport, match string) {
 	tb.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	checkFor(tb, 2*time.Second, func() error {
 		for _, f := range t.frames() {
 			if strings.Contains(f, match) {
-				return
+				return nil
 			}
 		}
-		time.Sleep(time.Millisecond)
-	}
-	tb.Fatalf("no frame contains %s; got %q", match, t.frames())
+		return fmt.Errorf("no frame contains %s; got %q", match, t.frames())
+	})
 }
 
 // waitCount polls until exactly n frames of t contain match.
 func waitCount(tb testing.TB, t *fakeTransport, match string, n int) {
 	tb.Helper()
-	got := 0
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if got = strings.Count(strings.Join(t.frames(), "\n"), match); got == n {
-			return
+	checkFor(tb, 2*time.Second, func() error {
+		if got := strings.Count(strings.Join(t.frames(), "\n"), match); got != n {
+			return fmt.Errorf("%d frames contain %s, want %d", got, match, n)
 		}
-	}
-	tb.Fatalf("%d frames contain %s, want %d", got, match, n)
+		return nil
+	})
+}
+
+// waitClosed polls until t is closed, and checks it was with code.
+func waitClosed(tb testing.TB, t *fakeTransport, code CloseCode) {
+	tb.Helper()
+	checkFor(tb, 2*time.Second, func() error {
+		if d := t.closedWith(); d == nil || d.Code != code {
+			return fmt.Errorf("closed with %v, want %d", d, code)
+		}
+		return nil
+	})
 }
 
 func TestJoinChatLeave(t *testing.T) {
@@ -297,13 +305,7 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal("closed after nine strikes")
 	}
 	h.Receive(c, []byte(`{"type":"ping"}`))
-	deadline := time.Now().Add(time.Second)
-	for tr.closedWith() == nil && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if d := tr.closedWith(); d == nil || d.Code != ClosePolicy {
-		t.Fatalf("closed with %v, want 1008", d)
-	}
+	waitClosed(t, tr, ClosePolicy)
 }
 
 func TestSlowConsumer(t *testing.T) {
@@ -322,13 +324,7 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	waitFrame(t, fast, `{"n":499}`)
 	close(slow.release)
-	deadline := time.Now().Add(2 * time.Second)
-	for slow.closedWith() == nil && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if d := slow.closedWith(); d == nil || d.Code != CloseSlowConsumer {
-		t.Fatalf("slow member closed with %v, want 4001", d)
-	}
+	waitClosed(t, slow, CloseSlowConsumer)
 	if fast.closedWith() != nil {
 		t.Fatal("the fast member was closed")
 	}
@@ -358,17 +354,14 @@ func TestSlowConsumerAfterPartialWrite(t *testing.T) {
 	slow.full, slow.room = true, len(textFrame([]byte(`{"n":0}`)))+3
 	slow.mu.Unlock()
 	ch.mu.Unlock()
-	deadline := time.Now().Add(2 * time.Second)
-	for !b.out.isClosed() && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	checkFor(t, 2*time.Second, func() error {
+		if !b.out.isClosed() {
+			return fmt.Errorf("the slow member is not cut")
+		}
+		return nil
+	})
 	close(slow.release)
-	for slow.closedWith() == nil && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if d := slow.closedWith(); d == nil || d.Code != CloseSlowConsumer {
-		t.Fatalf("closed with %v, want 4001", d)
-	}
+	waitClosed(t, slow, CloseSlowConsumer)
 	got := slow.frames()
 	if want := []string{`{"n":0}`, `{"n":1}`}; len(got) < 2 || !slices.Equal(got[len(got)-2:], want) ||
 		strings.Contains(strings.Join(got, ""), `{"n":2}`) {
@@ -390,13 +383,7 @@ func TestBinaryClosesInOrder(t *testing.T) {
 	c, _ := h.Connect(tr, "", netip.Addr{})
 	h.Enqueue(c, message(`{"type":"join","channel":"c","id":1}`))
 	h.Binary(c)
-	deadline := time.Now().Add(2 * time.Second)
-	for tr.closedWith() == nil && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if d := tr.closedWith(); d == nil || d.Code != CloseUnsupported {
-		t.Fatalf("closed with %v, want 1003", d)
-	}
+	waitClosed(t, tr, CloseUnsupported)
 	waitFrame(t, tr, `"joined"`)
 }
 
@@ -552,12 +539,7 @@ func TestPingsCount(t *testing.T) {
 	for i := 0; i < 2+rateStrikes; i++ {
 		h.Ping(c, []byte("p"))
 	}
-	checkFor(t, 2*time.Second, func() error {
-		if d := tr.closedWith(); d == nil || d.Code != ClosePolicy {
-			return fmt.Errorf("closed with %v, want 1008", d)
-		}
-		return nil
-	})
+	waitClosed(t, tr, ClosePolicy)
 	if n := strings.Count(string(tr.buf), "\x8a\x01p"); n != 2 {
 		t.Fatalf("%d pongs, want 2", n)
 	}
@@ -842,12 +824,7 @@ func TestClientPongsCount(t *testing.T) {
 	for i := 0; i < 2+rateStrikes; i++ {
 		h.Pong(c)
 	}
-	checkFor(t, 2*time.Second, func() error {
-		if d := tr.closedWith(); d == nil || d.Code != ClosePolicy {
-			return fmt.Errorf("closed with %v, want 1008", d)
-		}
-		return nil
-	})
+	waitClosed(t, tr, ClosePolicy)
 }
 
 // TestShutdown: a hub in Shutdown refuses new connections, serves the
