@@ -1,8 +1,10 @@
 // Package gateway is pushgrid's network edge: HTTP and WebSocket (gws) on
 // SO_REUSEPORT worker listeners steered by package sticky, identity and
 // auth before the upgrade, the socket side of each connection's writes, the
-// health, readiness and metrics endpoints, the demo page, the admin API and
-// graceful drain.
+// health, readiness and metrics endpoints, the demo page and the admin
+// API. On shutdown it stops accepting (StopAccepting) and waits for its
+// sockets to close (Shutdown); draining the connections between the two is
+// the hub's job, and the node's to order.
 //
 // It also keeps hostile clients in bounds before their bytes reach gws or
 // the hub: a ceiling on open connections (answered 503 past it), timeouts

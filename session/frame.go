@@ -46,11 +46,19 @@ func appendID(b []byte, id json.RawMessage) []byte {
 
 // encodeWelcome builds {"type":"welcome","conn":C,"node":N,"user":U}.
 func encodeWelcome(conn, node, user string) []byte {
-	b := make([]byte, 0, 64+len(conn)+len(node)+len(user))
-	b = append(b, `{"type":"welcome"`...)
-	b = appendString(appendField(b, "conn"), conn)
-	b = appendString(appendField(b, "node"), node)
-	b = appendString(appendField(b, "user"), user)
+	return encodeStrings("welcome", "conn", conn, "node", node, "user", user)
+}
+
+// encodeStrings builds {"type":T,"k1":V1,"k2":V2,"k3":V3}, the values
+// JSON strings.
+func encodeStrings(typ, k1, v1, k2, v2, k3, v3 string) []byte {
+	b := make([]byte, 0, 48+len(typ)+len(v1)+len(v2)+len(v3))
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, '"')
+	b = appendString(appendField(b, k1), v1)
+	b = appendString(appendField(b, k2), v2)
+	b = appendString(appendField(b, k3), v3)
 	return append(b, '}')
 }
 
@@ -67,12 +75,7 @@ func encodeAnswer(typ, channel string, id json.RawMessage) []byte {
 
 // encodeControl builds {"type":"control","channel":C,"user":U,"msg":M}.
 func encodeControl(channel, user, msg string) []byte {
-	b := make([]byte, 0, 64+len(channel)+len(user))
-	b = append(b, `{"type":"control"`...)
-	b = appendString(appendField(b, "channel"), channel)
-	b = appendString(appendField(b, "user"), user)
-	b = appendString(appendField(b, "msg"), msg)
-	return append(b, '}')
+	return encodeStrings("control", "channel", channel, "user", user, "msg", msg)
 }
 
 // encodeChat builds {"type":"chat","channel":C,"user":U,"msg":V}; msg is raw
