@@ -32,6 +32,8 @@ type BenchCmd struct {
 	Window     int           `default:"${bench_window}" help:"Closed loop: messages in flight."`
 	SrcIPs     string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
 	UserPrefix string        `name:"user-prefix" default:"bench" help:"Subscriber i connects as user <prefix><i>; empty: anonymous (a node rate-limits anonymous connections per client IP)."`
+	AuthSecret string        `name:"auth-secret" help:"For a node in auth.mode jwt: its HS256 secret; each subscriber sends a token of its own (sub: its user, signed before the connect phase) as Authorization: Bearer."`
+	Hook       bool          `name:"hook" help:"For a node in auth.mode hook: answer its auth requests on --nats with the user each subscriber names in its uid cookie, and count them."`
 	Dialers    int           `default:"${bench_dialers}" help:"Connections being opened at once."`
 	Timeout    time.Duration `default:"${bench_timeout}" help:"Bound of the connect phase."`
 	PID        int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
@@ -59,6 +61,7 @@ func benchVars() kong.Vars {
 var benchFlags = map[string]string{
 	"URLs": "--url", "NATS": "--nats", "Subs": "--subs", "Channels": "--channels",
 	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers",
+	"UserPrefix": "--user-prefix", "AuthSecret": "--auth-secret", "Hook": "--hook",
 }
 
 // flagError says a bench.ConfigError in terms of the flag that set the
@@ -91,7 +94,7 @@ func (b *BenchCmd) Run(e *env) error {
 	cfg := bench.Config{
 		URLs: b.URL, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
 		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips, UserPrefix: b.UserPrefix,
-		Dialers: b.Dialers, Timeout: b.Timeout, PID: b.PID,
+		AuthSecret: b.AuthSecret, Hook: b.Hook, Dialers: b.Dialers, Timeout: b.Timeout, PID: b.PID,
 	}
 	if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
 		cfg.Progress = f
@@ -125,8 +128,12 @@ func printResult(e *env, r *bench.Result) {
 		if r.ConnectServerCPU > 0 {
 			server = fmt.Sprintf("%.0f µs", r.ConnectServerCPU/float64(r.Connected)*1e6)
 		}
-		fmt.Fprintf(e.stdout, "CPU per connect+join: server %s, load generator %.0f µs\n",
-			server, r.ConnectClientCPU/float64(r.Connected)*1e6)
+		fmt.Fprintf(e.stdout, "CPU per connect+join: server %s, load generator %.0f µs; %.0f connects/s\n",
+			server, r.ConnectClientCPU/float64(r.Connected)*1e6, float64(r.Connected)/r.ConnectSeconds)
+		fmt.Fprintf(e.stdout, "control frames read while joining: %d\n", r.ConnectControlFrames)
+	}
+	if r.HookRequests > 0 {
+		fmt.Fprintf(e.stdout, "auth requests answered: %d\n", r.HookRequests)
 	}
 	if r.ServerRSSJoined > 0 {
 		fmt.Fprintf(e.stdout, "server RSS %.1f MiB -> %.1f MiB: %.0f bytes per connection\n",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushgrid/pushgrid/internal/schema"
 	"github.com/pushgrid/pushgrid/node"
+	"github.com/pushgrid/pushgrid/session"
 )
 
 // The configuration of serve is node.Config: every key is a field of its
@@ -34,8 +35,12 @@ var settingKeys, flagKeys = func() (map[string]schema.Key, map[string]schema.Key
 }()
 
 // fileResolver gives kong the values of a TOML configuration file, keyed by
-// each flag's toml tag.
-type fileResolver struct{ values map[string]any }
+// each flag's toml tag. The [[channels]] tables are not flags: they are
+// kept apart, for the command to take (see newParser).
+type fileResolver struct {
+	values   map[string]any
+	channels []session.Rule
+}
 
 // loadTOML is kong's configuration loader: it reads the whole file, and
 // refuses it, naming every offending key, if any key is unknown or of the
@@ -45,6 +50,12 @@ func loadTOML(r io.Reader) (kong.Resolver, error) {
 	if _, err := toml.NewDecoder(r).Decode(&raw); err != nil {
 		return nil, fmt.Errorf("parse TOML: %w", err)
 	}
+	var errs []error
+	channels, err := decodeRules(raw["channels"])
+	if err != nil {
+		errs = append(errs, err)
+	}
+	delete(raw, "channels")
 	values := make(map[string]any)
 	flatten("", raw, values)
 	keys := make([]string, 0, len(values))
@@ -52,7 +63,6 @@ func loadTOML(r io.Reader) (kong.Resolver, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var errs []error
 	for _, k := range keys {
 		key, ok := settingKeys[k]
 		if !ok {
@@ -69,7 +79,78 @@ func loadTOML(r io.Reader) (kong.Resolver, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &fileResolver{values: values}, nil
+	return &fileResolver{values: values, channels: channels}, nil
+}
+
+// decodeRules reads the [[channels]] tables, each starting from
+// session.DefaultRule, naming every bad key as channels[i].key (i from 0).
+// The rules' own checks (values, overlaps) are session's.
+func decodeRules(v any) ([]session.Rule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tables, ok := v.([]map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("channels: want [[channels]] tables, got %v", v)
+	}
+	fields := map[string]int{}
+	rt := reflect.TypeFor[session.Rule]()
+	for i := 0; i < rt.NumField(); i++ {
+		fields[rt.Field(i).Tag.Get("toml")] = i
+	}
+	var errs []error
+	rules := make([]session.Rule, len(tables))
+	for i, table := range tables {
+		rules[i] = session.DefaultRule()
+		rules[i].Pattern = session.Pattern{} // required: no default
+		rv := reflect.ValueOf(&rules[i]).Elem()
+		keys := make([]string, 0, len(table))
+		for k := range table {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			path := fmt.Sprintf("channels[%d].%s", i, k)
+			fi, ok := fields[k]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown key", path))
+				continue
+			}
+			if err := setRuleField(rv.Field(fi), table[k]); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			}
+		}
+	}
+	return rules, errors.Join(errs...)
+}
+
+// setRuleField sets one field of a session.Rule from its TOML value.
+func setRuleField(f reflect.Value, v any) error {
+	switch f.Interface().(type) {
+	case session.Pattern:
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("want a pattern string such as \"news.>\", got %v", v)
+		}
+		p, err := session.ParsePattern(s)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(p))
+		return nil
+	case bool:
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("want true or false, got %v", v)
+		}
+		f.SetBool(b)
+		return nil
+	}
+	s, err := convert(v, f.Type())
+	if err != nil {
+		return err
+	}
+	return schema.Set(f, s.(string))
 }
 
 // flatten turns nested tables into dotted keys; arrays are values.
@@ -203,8 +284,23 @@ func (c *ConfigCheckCmd) Run(e *env) error {
 		}
 		return exitError{1}
 	}
-	fmt.Fprintf(e.stdout, "# effective configuration of %s\n", c.File)
-	return encodeTOML(e.stdout, cfg.Effective())
+	fmt.Fprintf(e.stdout, "# effective configuration of %s (credentials not shown)\n", c.File)
+	return encodeTOML(e.stdout, hideSecrets(cfg.Effective()))
+}
+
+// hiddenSecret stands for a credential's value in a printed configuration:
+// a configuration check's output ends up in terminals, tickets and logs.
+const hiddenSecret = "(set, not shown)"
+
+// hideSecrets replaces the value of every credential that is set.
+func hideSecrets(cfg node.Config) node.Config {
+	v := reflect.ValueOf(&cfg).Elem()
+	for _, k := range settingKeys {
+		if f := v.FieldByIndex(k.Index); k.Secret && f.Kind() == reflect.String && f.String() != "" {
+			f.SetString(hiddenSecret)
+		}
+	}
+	return cfg
 }
 
 func encodeTOML(w io.Writer, cfg node.Config) error {

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +19,9 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/pushgrid/pushgrid/internal/schema"
+	"github.com/pushgrid/pushgrid/internal/testcert"
 	"github.com/pushgrid/pushgrid/node"
+	"github.com/pushgrid/pushgrid/session"
 )
 
 func writeFile(t testing.TB, body string) string {
@@ -65,7 +71,9 @@ func TestPrecedence(t *testing.T) {
 				given = append(given, "flag")
 			}
 			t.Run(k.name+"/"+strings.Join(append(given, "default")[:max(len(given), 1)], "+"), func(t *testing.T) {
-				args := []string{"serve", "--node", "t1"}
+				// Routes on loopback: seeds alone would open them on :6222,
+				// which needs nats.cluster_secret.
+				args := []string{"serve", "--node", "t1", "--cluster-listen", "127.0.0.1:6222"}
 				if file {
 					args = append(args, "--config", writeFile(t, k.fileBody))
 				}
@@ -213,8 +221,9 @@ func TestREADMEConfigTable(t *testing.T) {
 // environment variable and the file, and has its default without them.
 func TestEveryKeyFromEverySource(t *testing.T) {
 	for _, k := range settingKeys {
-		value := sampleValue(k)
 		t.Run(k.Path, func(t *testing.T) {
+			files := sampleFiles(t)
+			value := sampleValue(k, files)
 			read := func(cfg node.Config) string {
 				f := reflect.ValueOf(cfg).FieldByIndex(k.Index)
 				if f.Kind() == reflect.Slice {
@@ -234,16 +243,17 @@ func TestEveryKeyFromEverySource(t *testing.T) {
 			if key == "" {
 				body = fmt.Sprintf("%s = %s\n", table, value.toml)
 			}
-			fromFile, err := loadSettings([]string{"serve", "--config", writeFile(t, body)})
+			needs := sampleNeeds(k.Path, files)
+			fromFile, err := loadSettings(append([]string{"serve", "--config", writeFile(t, body)}, needs...))
 			if err != nil {
 				t.Fatal(err)
 			}
-			fromFlag, err := loadSettings([]string{"serve", "--" + k.Flag + "=" + value.text})
+			fromFlag, err := loadSettings(append([]string{"serve", "--" + k.Flag + "=" + value.text}, needs...))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Setenv(k.Env, value.text)
-			fromEnv, err := loadSettings([]string{"serve"})
+			fromEnv, err := loadSettings(append([]string{"serve"}, needs...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,18 +266,87 @@ func TestEveryKeyFromEverySource(t *testing.T) {
 	}
 }
 
+// sampleNeeds are the flags that make a key's sample valid when it cannot
+// be set alone (a certificate needs its key, a jwt key needs mode jwt),
+// given alike with each source of the key itself.
+func sampleNeeds(key string, files testFiles) []string {
+	jwt := []string{"--auth", "jwt"}
+	switch key {
+	case "nats.seeds": // routes then listen on :6222, beyond loopback
+		return []string{"--cluster-secret", "a-route-secret-of-16+"}
+	case "auth.secret":
+		return jwt
+	case "auth.issuer", "auth.audience":
+		return append(jwt, "--auth-secret", testSecret)
+	case "auth.public_key_file":
+		return jwt
+	}
+	switch key {
+	case "gateway.tls_cert":
+		return []string{"--tls-key", files.tls.Key}
+	case "gateway.tls_key":
+		return []string{"--tls-cert", files.tls.Cert}
+	case "nats.tls_cert":
+		return []string{"--nats-tls-key", files.tls.Key}
+	case "nats.tls_key":
+		return []string{"--nats-tls-cert", files.tls.Cert}
+	case "nats.tls_ca":
+		return []string{"--nats-tls-cert", files.tls.Cert, "--nats-tls-key", files.tls.Key}
+	}
+	return nil
+}
+
+// testFiles are files the key samples name.
+type testFiles struct {
+	tls       testcert.Files
+	publicKey string
+}
+
+// sampleFiles makes a certificate set and an Ed25519 public key in a
+// directory of t's.
+func sampleFiles(t *testing.T) testFiles {
+	f := testFiles{tls: testcert.New(t)}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publicKey = filepath.Join(t.TempDir(), "ed25519.pem")
+	if err := os.WriteFile(f.publicKey, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // sample is a valid value other than the default, as each source spells it.
 type sample struct{ toml, text, read string }
 
 // sampleValue is a valid value of k other than its default.
-func sampleValue(k schema.Key) sample {
+func sampleValue(k schema.Key, files testFiles) sample {
+	path := func(p string) sample { return sample{strconv.Quote(p), p, p} }
 	special := map[string]sample{
+		"auth.public_key_file":      path(files.publicKey),
+		"gateway.tls_cert":          path(files.tls.Cert),
+		"gateway.tls_key":           path(files.tls.Key),
+		"nats.tls_cert":             path(files.tls.Cert),
+		"nats.tls_key":              path(files.tls.Key),
+		"nats.tls_ca":               path(files.tls.CA),
 		"node":                      {`"n7"`, "n7", "n7"},
 		"gateway.listen":            {`":8123"`, ":8123", ":8123"},
 		"gateway.sticky":            {`"none"`, "none", "none"},
 		"gateway.trusted_proxies":   {`["10.0.0.0/8"]`, "10.0.0.0/8", "10.0.0.0/8"},
 		"gateway.origins":           {`["https://a.example"]`, "https://a.example", "https://a.example"},
-		"gateway.auth":              {`"none"`, "none", "none"},
+		"auth.mode":                 {`"hook"`, "hook", "hook"},
+		"auth.secret":               {`"` + testSecret + `"`, testSecret, testSecret},
+		"auth.issuer":               {`"https://issuer.example"`, "https://issuer.example", "https://issuer.example"},
+		"auth.audience":             {`"pushgrid"`, "pushgrid", "pushgrid"},
+		"auth.cookie":               {`"sid"`, "sid", "sid"},
+		"nats.token":                {`"a-nats-token-of-16+"`, "a-nats-token-of-16+", "a-nats-token-of-16+"},
+		"nats.cluster_secret":       {`"a-route-secret-of-16+"`, "a-route-secret-of-16+", "a-route-secret-of-16+"},
+		"admin.token":               {`"an-admin-token-of-16+"`, "an-admin-token-of-16+", "an-admin-token-of-16+"},
 		"nats.listen":               {`"127.0.0.1:4999"`, "127.0.0.1:4999", "127.0.0.1:4999"},
 		"nats.cluster_listen":       {`"127.0.0.1:6999"`, "127.0.0.1:6999", "127.0.0.1:6999"},
 		"nats.seeds":                {`["nats://10.0.0.2:6222"]`, "nats://10.0.0.2:6222", "nats://10.0.0.2:6222"},
@@ -336,5 +415,97 @@ func TestEveryKeyRefusesABadValue(t *testing.T) {
 		if _, ok := settingKeys[strings.TrimSuffix(filepath.Base(f), ".toml")]; !ok {
 			t.Errorf("%s: no such key", f)
 		}
+	}
+}
+
+// TestExampleChannelRules: the [[channels]] example in config.example.toml,
+// uncommented, is a valid rule with the defaults it claims.
+func TestExampleChannelRules(t *testing.T) {
+	example, err := os.ReadFile("config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table []string
+	in := false
+	for _, line := range strings.Split(string(example), "\n") {
+		switch {
+		case line == "# [[channels]]":
+			in = true
+		case in && !strings.HasPrefix(line, "# "):
+			in = false
+		}
+		if in {
+			table = append(table, strings.TrimPrefix(line, "# "))
+		}
+	}
+	if len(table) < 2 {
+		t.Fatal("config.example.toml has no commented [[channels]] example")
+	}
+	cfg, err := loadSettings([]string{"serve", "--config", writeConfig(t, strings.Join(table, "\n"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := session.DefaultRule()
+	want.Pattern = session.MustPattern("news.>")
+	if len(cfg.Channels) != 1 || !reflect.DeepEqual(cfg.Channels[0], want) {
+		t.Fatalf("rules %+v, want the defaults for news.>", cfg.Channels)
+	}
+}
+
+// TestChannelRuleErrors: a bad [[channels]] table is refused naming
+// channels[i].key, every error once, and nothing else.
+func TestChannelRuleErrors(t *testing.T) {
+	cases := map[string]string{
+		"[[channels]]\njoin = \"any\"":     "channels[0].pattern: a pattern is required",
+		"[[channels]]\npattern = \"a..b\"": "channels[0].pattern: pattern \"a..b\"",
+		"[[channels]]\npattern = \"a\"\n[[channels]]\npattern = \"b\"\njoin = \"everyone\"":          "channels[1].join: \"everyone\" is not any, user, claim or none",
+		"[[channels]]\npattern = \"a\"\nchat = 3":                                                    "channels[0].chat: want a string",
+		"[[channels]]\npattern = \"a\"\nannounce = \"yes\"":                                          "channels[0].announce: want true or false",
+		"[[channels]]\npattern = \"a\"\nannounce_limit = -1":                                         "channels[0].announce_limit: -1 is not between",
+		"[[channels]]\npattern = \"a\"\nhistory = -5":                                                "channels[0].history: -5 is not between",
+		"[[channels]]\npattern = \"a\"\nhistory_ttl = \"forever\"":                                   "channels[0].history_ttl: want a duration",
+		"[[channels]]\npattern = \"a\"\ncolour = \"red\"":                                            "channels[0].colour: unknown key",
+		"[[channels]]\npattern = \"a.>\"\nhistory = 5\n[[channels]]\npattern = \"*.b\"\nhistory = 5": "channels[1].pattern: \"*.b\" overlaps channels[0].pattern \"a.>\"",
+		"channels = \"all\"": "channels: want [[channels]] tables",
+	}
+	for file, want := range cases {
+		path := writeConfig(t, file)
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), []string{"config", "check", path}, nil, &out, &errOut); err == nil {
+			t.Errorf("%q accepted", file)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], want) {
+			t.Errorf("%q: errors\n%s\nwant one line with %q", file, errOut.String(), want)
+		}
+	}
+}
+
+// TestConfigCheckHidesSecrets: a printed configuration names which
+// credentials are set but never shows them.
+func TestConfigCheckHidesSecrets(t *testing.T) {
+	secrets := map[string]string{
+		"auth.secret":         testSecret,
+		"nats.token":          "a-nats-token-of-16+",
+		"nats.cluster_secret": "a-route-secret-of-16+",
+		"admin.token":         "an-admin-token-of-16+",
+	}
+	body := fmt.Sprintf("[auth]\nmode = \"jwt\"\nsecret = %q\n[nats]\ntoken = %q\ncluster_secret = %q\n[admin]\ntoken = %q\n",
+		secrets["auth.secret"], secrets["nats.token"], secrets["nats.cluster_secret"], secrets["admin.token"])
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", writeFile(t, body)}, nil, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	for key, secret := range secrets {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("config check printed %s", key)
+		}
+		if !settingKeys[key].Secret {
+			t.Errorf("%s is not marked secret", key)
+		}
+	}
+	if n := strings.Count(out.String(), hiddenSecret); n != len(secrets) {
+		t.Errorf("%d hidden values, want %d:\n%s", n, len(secrets), out.String())
 	}
 }

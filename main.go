@@ -26,6 +26,7 @@ type CLI struct {
 	Pub     PubCmd     `cmd:"" help:"Publish a payload to a channel, a user, a connection or everyone."`
 	Sub     SubCmd     `cmd:"" help:"Print every message on a NATS subject until interrupted."`
 	Bench   BenchCmd   `cmd:"" help:"Load-test a cluster: subscribers, publishes, deliveries/s, loss, latency."`
+	Token   TokenCmd   `cmd:"" help:"Sign a token for auth.mode jwt (HS256, with auth.secret): for tests and scripts."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 	Config  ConfigCmd  `cmd:"" help:"Work with configuration files."`
 }
@@ -102,7 +103,15 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitError{code}) }),
-		kong.Configuration(loadTOML),
+		// A file's [[channels]] tables are no flags: serve takes them
+		// from the file's resolver.
+		kong.Configuration(func(r io.Reader) (kong.Resolver, error) {
+			res, err := loadTOML(r)
+			if err == nil {
+				cli.Serve.Channels = res.(*fileResolver).channels
+			}
+			return res, err
+		}),
 		kong.Vars(benchVars()),
 		// pub and sub take the subject prefix's default from the protocol.
 		kong.Vars{"default_prefix": broker.DefaultPrefix},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -34,6 +35,14 @@ type Result struct {
 	// the wall time of connects follows their sum.
 	ConnectServerCPU float64 `json:"connect_server_cpu_seconds,omitempty"`
 	ConnectClientCPU float64 `json:"connect_client_cpu_seconds"`
+	// Control frames (joined/left announcements) the subscribers read
+	// for the connect phase, counted once they stop coming (untimed):
+	// work a server does for a join beyond answering it, which on one
+	// machine costs the load generator too.
+	ConnectControlFrames int64 `json:"connect_control_frames"`
+	// Auth requests the load generator answered as the hook backend
+	// (Config.Hook), during the connect phase.
+	HookRequests int64 `json:"hook_requests,omitempty"`
 	// Server memory (with Config.PID): resident set before the
 	// connections, once they joined (at the end of Hold when there are no
 	// steps), and the difference per connection.
@@ -69,6 +78,11 @@ const minPayload = 64
 var (
 	seqKey  = []byte(`"s":`)
 	timeKey = []byte(`"t":`)
+
+	joinedType  = []byte(`"type":"joined"`)
+	welcomeType = []byte(`"type":"welcome"`)
+	controlType = []byte(`"type":"control"`)
+	errorType   = []byte(`"type":"error"`)
 )
 
 func makePayload(seq int64, size int) []byte {
@@ -107,7 +121,9 @@ type run struct {
 	want                         []int32        // subscribers per channel
 	done                         chan struct{}  // a message reached all its subscribers
 	subs                         []*subscriber
+	tokens                       []string // subscriber i's token, with Config.AuthSecret
 	delivered, disconnects, errs atomic.Int64
+	controls                     atomic.Int64 // control frames read
 	measuring                    atomic.Bool
 	// Deliveries of seqs in [from, to) are measured, whenever they land.
 	from, to atomic.Int64
@@ -122,6 +138,11 @@ type subscriber struct {
 	joined  chan struct{}
 	isIn    atomic.Bool
 	closed  atomic.Bool
+	// user is who a token or the hook names the subscriber, "" when it
+	// sends no credentials. welcomed says the welcome frame named user:
+	// the read loop sets it before it closes joined.
+	user     string
+	welcomed bool
 }
 
 func (s *subscriber) OnOpen(*gws.Conn)             {}
@@ -138,18 +159,24 @@ func (s *subscriber) OnMessage(_ *gws.Conn, m *gws.Message) {
 	defer m.Close()
 	b := m.Bytes()
 	if !s.isIn.Load() {
-		if bytes.Contains(b, []byte(`"type":"joined"`)) {
+		switch {
+		case bytes.Contains(b, joinedType):
 			s.isIn.Store(true)
 			close(s.joined)
+		case s.user != "" && bytes.Contains(b, welcomeType):
+			s.welcomed = bytes.Contains(b, []byte(`"user":"`+s.user+`"`))
 		}
 		return
 	}
 	seq, ok := intAfter(b, seqKey)
 	if !ok {
-		if bytes.Contains(b, []byte(`"type":"error"`)) {
+		switch {
+		case bytes.Contains(b, controlType):
+			s.r.controls.Add(1)
+		case bytes.Contains(b, errorType):
 			s.r.errs.Add(1)
 		}
-		return // control frames and the like
+		return
 	}
 	t, _ := intAfter(b, timeKey)
 	r := s.r
@@ -173,11 +200,31 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r := &run{cfg: cfg, ring: make([]atomic.Int32, ringSize), want: make([]int32, cfg.Channels), done: make(chan struct{}, 1)}
 	res := &Result{Subs: cfg.Subs, Channels: cfg.Channels, Size: cfg.Size}
+	if cfg.AuthSecret != "" {
+		tokens, err := signTokens(&cfg, time.Now().Add(tokenLifetime))
+		if err != nil {
+			return nil, err
+		}
+		r.tokens = tokens
+	}
+	var hook *hookBackend
+	if cfg.Hook {
+		h, err := startHook(cfg.NATS, broker.Subjects{Prefix: cfg.Prefix}.Auth())
+		if err != nil {
+			return nil, err
+		}
+		defer h.close()
+		hook = h
+	}
 	if cfg.PID > 0 {
 		res.ServerRSSBefore, _ = processRSS(cfg.PID)
 	}
 	defer r.closeAll()
-	if err := r.connect(ctx, res); err != nil {
+	err := r.connect(ctx, res)
+	if hook != nil {
+		res.HookRequests = hook.answered.Load()
+	}
+	if err != nil {
 		return res, err
 	}
 	idleRSS := func() {
@@ -271,6 +318,7 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 			res.ConnectServerCPU = cpu - serverCPU
 		}
 	}
+	res.ConnectControlFrames = r.settleControls(ctx)
 	for _, s := range r.subs {
 		if s != nil {
 			r.want[s.channel]++
@@ -285,19 +333,60 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 	return nil
 }
 
+// Bounds of settleControls: the control frames count once none came for
+// controlQuiet, or at controlSettle.
+const (
+	controlQuiet  = 200 * time.Millisecond
+	controlSettle = 2 * time.Second
+)
+
+// settleControls returns the control frames read once they stop coming.
+// A node may send a join's announcements after its joined answer, so the
+// last joins' are still on their way when the connect phase ends; waiting
+// for them is not timed.
+func (r *run) settleControls(ctx context.Context) int64 {
+	n := r.controls.Load()
+	if n == 0 {
+		return 0 // a server that announces nothing
+	}
+	changed := time.Now()
+	for end := changed.Add(controlSettle); time.Now().Before(end) && time.Since(changed) < controlQuiet; {
+		select {
+		case <-ctx.Done():
+			return n
+		case <-time.After(20 * time.Millisecond):
+		}
+		if m := r.controls.Load(); m != n {
+			n, changed = m, time.Now()
+		}
+	}
+	return n
+}
+
 func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 	cfg := r.cfg
 	s := &subscriber{r: r, channel: i % cfg.Channels, joined: make(chan struct{})}
 	addr := cfg.URLs[i%len(cfg.URLs)]
-	if cfg.UserPrefix != "" {
+	header := http.Header{}
+	// With credentials the node takes the user from them alone
+	// (PROTOCOL.md §1), so the query does not name it.
+	switch {
+	case r.tokens != nil:
+		s.user = cfg.userName(i)
+		header.Set("Authorization", "Bearer "+r.tokens[i])
+	case cfg.Hook:
+		s.user = cfg.userName(i)
+		header.Set("Cookie", hookCookie+"="+s.user)
+	case cfg.UserPrefix != "":
 		sep := "?"
 		if strings.Contains(addr, "?") {
 			sep = "&"
 		}
-		addr += sep + "user=" + url.QueryEscape(cfg.UserPrefix+strconv.Itoa(i))
+		addr += sep + "user=" + url.QueryEscape(cfg.userName(i))
 	}
 	opt := &gws.ClientOption{
 		Addr:               addr,
+		RequestHeader:      header,
 		ReadBufferSize:     2048,
 		ReadMaxPayloadSize: 1 << 20,
 		HandshakeTimeout:   10 * time.Second,
@@ -322,6 +411,12 @@ func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 	}
 	select {
 	case <-s.joined:
+		if s.user != "" && !s.welcomed {
+			// The node did not take the user from the credentials: it is
+			// not in the auth mode this run measures.
+			_ = conn.NetConn().Close()
+			return nil, fmt.Errorf("the welcome did not name user %s, whose credentials were sent", s.user)
+		}
 		return s, nil
 	case <-ctx.Done():
 		_ = conn.NetConn().Close()

@@ -40,15 +40,25 @@ type Config struct {
 	Size     int           // payload bytes
 	Window   int           // closed loop: messages in flight
 	SrcIPs   []net.IP      // local addresses to dial from, round robin; none = the system's choice
-	// UserPrefix names subscriber i user <UserPrefix><i> (the user query
-	// parameter); "" connects them anonymously. A node rate-limits the
+	// UserPrefix names subscriber i user <UserPrefix><i>: in the user
+	// query parameter, or in its token or cookie with AuthSecret or Hook;
+	// "" connects them anonymously. A node rate-limits the
 	// frames of anonymous connections per client IP, so thousands of them
 	// from one address would be limited together.
 	UserPrefix string
-	Dialers    int           // connections being opened at once
-	Timeout    time.Duration // bound of the connect phase
-	PID        int           // server process on this machine to measure, 0 for none
-	Progress   io.Writer     // live progress line, nil for none
+	// AuthSecret, when set, is the HS256 key of a node in auth.mode jwt:
+	// each subscriber sends a token of its own (sub: its user) as
+	// Authorization: Bearer. The tokens are signed before the connect
+	// phase, which measures connecting, not signing.
+	AuthSecret string
+	// Hook makes the load generator the backend of a node in auth.mode
+	// hook: it answers the node's auth requests (<Prefix>.auth, over NATS)
+	// with the user each subscriber names in its uid cookie.
+	Hook     bool
+	Dialers  int           // connections being opened at once
+	Timeout  time.Duration // bound of the connect phase
+	PID      int           // server process on this machine to measure, 0 for none
+	Progress io.Writer     // live progress line, nil for none
 }
 
 // ConfigError is a Config field whose value cannot run. Field is the
@@ -95,6 +105,12 @@ func (c *Config) validate() error {
 		return &ConfigError{Field: "URLs", Reason: "no gateway URL"}
 	case c.NATS == "" && len(c.Rates) > 0:
 		return &ConfigError{Field: "NATS", Reason: "no NATS URL for the publisher, which every rate step needs"}
+	case c.NATS == "" && c.Hook:
+		return &ConfigError{Field: "NATS", Reason: "no NATS URL for the auth hook to answer on"}
+	case c.Hook && c.AuthSecret != "":
+		return &ConfigError{Field: "Hook", Reason: "a node authenticates with a token or a hook, not both"}
+	case c.UserPrefix == "" && (c.Hook || c.AuthSecret != ""):
+		return &ConfigError{Field: "UserPrefix", Reason: "a token or the hook names each subscriber's user, so it needs a prefix"}
 	case c.Subs < 1:
 		return bad("Subs", c.Subs, "need at least 1")
 	case c.Channels < 1 || c.Channels > c.Subs:

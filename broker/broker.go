@@ -2,10 +2,11 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,9 @@ type Broker struct {
 
 	ns *server.Server // nil with Config.URL
 	nc *nats.Conn
+	// nodePassword admits nc to ns with every permission (access.go).
+	nodePassword string
+	routeTLS     *tls.Config // nil without routes or TLS; cloned to dial seeds (claim.go)
 
 	// mu serialises Subscribe and Unsubscribe (it is held across their NATS
 	// calls) and guards what follows.
@@ -141,6 +145,7 @@ func (b *Broker) startServer() error {
 	if err != nil {
 		return fmt.Errorf("nats.listen: %w", err)
 	}
+	b.nodePassword = rand.Text()
 	opts := &server.Options{
 		ServerName:      b.cfg.Node,
 		Host:            host,
@@ -151,16 +156,35 @@ func (b *Broker) startServer() error {
 		PingInterval: 10 * time.Second,
 		// Raised for what this node publishes, never lowered: backends may
 		// rely on the NATS default.
-		MaxPayload: int32(max(b.cfg.MaxPayload, server.MAX_PAYLOAD_SIZE)),
+		MaxPayload:                 int32(max(b.cfg.MaxPayload, server.MAX_PAYLOAD_SIZE)),
+		CustomClientAuthentication: newClientAuth(b.cfg.Token, b.nodePassword, b.subj),
+	}
+	if b.cfg.TLSCert != "" {
+		if opts.TLSConfig, err = b.cfg.clientTLS(); err != nil {
+			return fmt.Errorf("nats.tls_cert: %w", err)
+		}
 	}
 	if b.cfg.ClusterListen != "" {
 		chost, cport, err := splitHostPort(b.cfg.ClusterListen)
 		if err != nil {
 			return fmt.Errorf("nats.cluster_listen: %w", err)
 		}
-		opts.Cluster = server.ClusterOpts{Name: b.cfg.ClusterName, Host: chost, Port: cport}
+		opts.Cluster = server.ClusterOpts{
+			Name: b.cfg.ClusterName, Host: chost, Port: cport,
+			// A username makes the server ask for a credential in its
+			// route INFO, even without a secret, and this is what it
+			// presents on the routes it learns of (access.go).
+			Username: routeUser, Password: b.cfg.ClusterSecret,
+		}
+		opts.CustomRouterAuthentication = routeAuth{secret: b.cfg.ClusterSecret, log: b.natslog}
+		if b.cfg.TLSCert != "" {
+			if b.routeTLS, err = b.cfg.routeTLS(); err != nil {
+				return fmt.Errorf("route TLS (nats.tls_cert, nats.tls_key, nats.tls_ca): %w", err)
+			}
+			opts.Cluster.TLSConfig = b.routeTLS
+		}
 		if len(b.cfg.Seeds) > 0 {
-			opts.Routes = server.RoutesFromStr(strings.Join(b.cfg.Seeds, ","))
+			opts.Routes = routeURLs(b.cfg.Seeds, b.cfg.ClusterSecret)
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -181,6 +205,7 @@ func (b *Broker) startServer() error {
 func (b *Broker) connect(ctx context.Context) error {
 	opts := []nats.Option{
 		nats.Name("pushgrid-" + b.cfg.Node),
+		nats.CustomInboxPrefix(b.subj.inbox()),
 		nats.MaxReconnects(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
@@ -193,9 +218,18 @@ func (b *Broker) connect(ctx context.Context) error {
 	url := b.cfg.URL
 	if b.ns != nil {
 		url = ""
-		opts = append(opts, nats.InProcessServer(b.ns))
+		opts = append(opts, nats.InProcessServer(b.ns), nats.UserInfo(nodeUser, b.nodePassword))
 	} else {
 		opts = append(opts, nats.RetryOnFailedConnect(false))
+		if b.cfg.Token != "" {
+			opts = append(opts, nats.Token(b.cfg.Token))
+		}
+		if b.cfg.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(b.cfg.TLSCA))
+		}
+		if b.cfg.TLSCert != "" {
+			opts = append(opts, nats.ClientCert(b.cfg.TLSCert, b.cfg.TLSKey))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -290,6 +324,21 @@ func (b *Broker) Send(ctx context.Context, typ, user, conn string, payload []byt
 	if !wantReply {
 		return nil, b.nc.PublishMsg(m)
 	}
+	return b.request(ctx, m)
+}
+
+// AuthRequest asks the backends on <prefix>.auth who a client is
+// (auth.mode = "hook") and returns the first answer's payload; it returns
+// ErrNoResponders when no backend listens, and ctx's error when ctx ends
+// first.
+func (b *Broker) AuthRequest(ctx context.Context, payload []byte) ([]byte, error) {
+	if b.nc == nil {
+		return nil, ErrNotStarted
+	}
+	return b.request(ctx, &nats.Msg{Subject: b.subj.Auth(), Data: payload})
+}
+
+func (b *Broker) request(ctx context.Context, m *nats.Msg) ([]byte, error) {
 	reply, err := b.nc.RequestMsgWithContext(ctx, m)
 	switch {
 	case err == nil:

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,11 +28,12 @@ import (
 // node publishes a single heartbeat, when a live node has its name:
 //
 //  1. With seeds, each seed's route port is dialled: it sends its INFO at
-//     once, with its server name. A seed whose name is ours (and whose
-//     server id is not ours: a node may list itself as a seed) is a running
-//     node of our name, and it is the case where NATS refuses our route, so
-//     nothing else could tell. A seed that is down, or of another cluster,
-//     gives no route; when no seed is up there is nobody to ask.
+//     once (after the TLS handshake when routes use TLS), with its server
+//     name. A seed whose name is ours (and whose server id is not ours: a
+//     node may list itself as a seed) is a running node of our name, and
+//     it is the case where NATS refuses our route, so nothing else could
+//     tell. A seed that is down, or of another cluster, gives no route;
+//     when no seed is up there is nobody to ask.
 //  2. Start then waits, at most seedWait, for a route and for the cluster's
 //     interest in claims to reach its server, and asks on
 //     <prefix>.node.<name>.claim. Every started node answers from its view:
@@ -129,7 +131,7 @@ func (b *Broker) checkSeeds(ctx context.Context, deadline time.Time) (int, error
 			defer wg.Done()
 			r := &results[i]
 			r.seed = seed
-			r.addr, r.info, r.err = seedInfo(ctx, seed, earlier(time.Now().Add(seedDial), deadline))
+			r.addr, r.info, r.err = seedInfo(ctx, seed, earlier(time.Now().Add(seedDial), deadline), b.routeTLS)
 		}()
 	}
 	wg.Wait()
@@ -154,8 +156,9 @@ func (b *Broker) checkSeeds(ctx context.Context, deadline time.Time) (int, error
 }
 
 // seedInfo dials a route URL and returns the address it reached and the
-// INFO the server sends on connect.
-func seedInfo(ctx context.Context, seed string, deadline time.Time) (string, server.Info, error) {
+// INFO the server sends on connect. With tc (the routes' TLS), it first
+// shakes hands as a route does, certificate and all.
+func seedInfo(ctx context.Context, seed string, deadline time.Time, tc *tls.Config) (string, server.Info, error) {
 	var info server.Info
 	u, err := url.Parse(seed)
 	if err != nil {
@@ -169,7 +172,16 @@ func seedInfo(ctx context.Context, seed string, deadline time.Time) (string, ser
 		return "", info, err
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(deadline)
+	_ = conn.SetDeadline(deadline)
+	if tc != nil {
+		tc = tc.Clone()
+		tc.ServerName = u.Hostname()
+		tconn := tls.Client(conn, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			return "", info, fmt.Errorf("TLS: %w", err)
+		}
+		conn = tconn
+	}
 	line, err := bufio.NewReader(io.LimitReader(conn, 1<<20)).ReadSlice('\n')
 	if err != nil {
 		return "", info, fmt.Errorf("read INFO: %w", err)

@@ -8,10 +8,13 @@
 // A channel costs the node no goroutine: every channel subscription feeds
 // one shared intake, and one goroutine hands each message, in order, to the
 // Receiver, which must not block (channels.go says how, and where its
-// limits are). Start refuses a node
-// name that a live node of the cluster already has (claim.go). The embedded
-// server's log goes to slog, with a cluster mistake said once in pushgrid's
-// words instead of once a second (natslog.go).
+// limits are). Start refuses a node name that a live node of the cluster
+// already has (claim.go). Who may use the embedded server is decided in
+// access.go: the node's own connection may do anything, a backend (with
+// nats.token, when set) only what the protocol gives backends, and a route
+// only with nats.cluster_secret; TLS covers the client port and the
+// routes. The embedded server's log goes to slog, with a cluster mistake
+// said once in pushgrid's words instead of once a second (natslog.go).
 //
 // With Config.URL set it embeds nothing and runs the same API over a
 // connection to an existing NATS deployment.

@@ -16,7 +16,9 @@ import (
 // retry, about once a second on each side, for as long as it lasts. So:
 //
 //   - refusals it recognises (a cluster name mismatch, a duplicate node
-//     name) are said in pushgrid's words, naming the config key;
+//     name, a route refused for its cluster secret: routeRefused on the
+//     refusing side, "Authorization Violation" on the refused one) are
+//     said in pushgrid's words, naming the config key;
 //   - the other lines of a refused connection (its close, the server's
 //     follow-up error) are dropped: the refusal said it all;
 //   - "Route connection created" from a host whose routes are being refused
@@ -26,10 +28,10 @@ import (
 //     many were suppressed meanwhile.
 //
 // What makes two lines the same kind is the line without what changes on
-// every retry and says nothing: the connection's port and id and the
-// attempt number. The peer's host and every other value stay in the key,
-// so two peers, or two cluster names, are two kinds even when they share a
-// format.
+// every retry and says nothing: the connection's port and id, the attempt
+// number and the ports of a socket error. The peer's host and every other
+// value stay in the key, so two peers, or two cluster names, are two kinds
+// even when they share a format.
 type natsLogger struct {
 	log     *slog.Logger
 	cluster string // this node's cluster name
@@ -74,6 +76,9 @@ var (
 	clusterRefusal = regexp.MustCompile(`^(Route Error ')?Rejecting connection, cluster name "(.*)" does not match "(.*)"'?$`)
 	duplicateName  = regexp.MustCompile(`^Remote server has a duplicate name: "(.*)"$`)
 	attemptNumber  = regexp.MustCompile(`\(attempt \d+\)`)
+	// "127.0.0.1:43198->127.0.0.1:6222" in a socket error: the ports
+	// change with every retry.
+	socketPair = regexp.MustCompile(`(\S+?):\d+->(\S+?):\d+`)
 )
 
 func newNatsLogger(log *slog.Logger, cluster string) *natsLogger {
@@ -150,6 +155,13 @@ func (l *natsLogger) logf(level slog.Level, format string, v ...any) {
 		msg = fmt.Sprintf("route refused: the node at %s has this node's name %q; every node needs its own name (node)", host, name)
 		kind = "duplicate name|" + host
 		attrs = []any{keyPeer, host, keyNode, name}
+	case body == "Route Error 'Authorization Violation'":
+		// The peer refused the route this node dialled: routeAuth is the
+		// only authorization of pushgrid's routes.
+		level = slog.LevelError
+		msg = fmt.Sprintf("route to nats://%s refused: authorization violation: is nats.cluster_secret the same on every node?", addr)
+		kind = "cluster secret dialled|" + addr
+		attrs = []any{keyPeer, addr}
 	default:
 		refusal = false
 	}
@@ -159,17 +171,11 @@ func (l *natsLogger) logf(level slog.Level, format string, v ...any) {
 		// A refused connection's other lines, or its refusal said twice.
 		drop = true
 	case refusal:
-		l.remember(l.refused, conn, now)
-		l.remember(l.failing, host, now)
-		if l.seen[retryKind+host] == nil {
-			// This connection's "Route connection created" was logged
-			// just before: the retries' are its repeats.
-			l.admit(retryKind+host, now)
-		}
+		l.refusal(conn, host, now)
 	case body == "Route connection created" && now.Sub(l.failing[host]) < l.every:
 		kind = retryKind + host
 	case level >= slog.LevelWarn:
-		kind = level.String() + "|" + host + "|" + attemptNumber.ReplaceAllString(body, "(attempt N)")
+		kind = level.String() + "|" + host + "|" + socketPair.ReplaceAllString(attemptNumber.ReplaceAllString(body, "(attempt N)"), "$1->$2")
 	}
 	if kind != "" && !drop {
 		ok, suppressed := l.admit(kind, now)
@@ -182,6 +188,42 @@ func (l *natsLogger) logf(level slog.Level, format string, v ...any) {
 
 	if !drop {
 		l.log.Log(context.Background(), level, msg, attrs...)
+	}
+}
+
+// routeRefused says why routeAuth refused the route from addr, whose
+// NATS connection id is id, and keeps the server's own lines about it out.
+func (l *natsLogger) routeRefused(addr string, id uint64, why string) {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	now := l.now()
+	l.mu.Lock()
+	// The connection as the server's lines name it ("addr - rid:N").
+	l.refusal(fmt.Sprintf("%s - rid:%d", addr, id), host, now)
+	ok, suppressed := l.admit("cluster secret|"+host+"|"+why, now)
+	l.mu.Unlock()
+	if !ok {
+		return
+	}
+	attrs := []any{keyPeer, host}
+	if suppressed > 0 {
+		attrs = append(attrs, keySuppressed, suppressed)
+	}
+	l.log.Error(fmt.Sprintf("route refused: the node at %s %s; every node of a cluster needs the same nats.cluster_secret", host, why), attrs...)
+}
+
+// refusal records that the server refused connection conn from host: its
+// other lines are dropped, and host's next route connections are retries.
+// l.mu is held.
+func (l *natsLogger) refusal(conn, host string, now time.Time) {
+	l.remember(l.refused, conn, now)
+	l.remember(l.failing, host, now)
+	if l.seen[retryKind+host] == nil {
+		// This connection's "Route connection created" was logged just
+		// before: the retries' are its repeats.
+		l.admit(retryKind+host, now)
 	}
 }
 

@@ -201,3 +201,64 @@ func TestNatsLoggerBounded(t *testing.T) {
 		t.Fatalf("%d kinds remembered, bound %d", n, maxKinds)
 	}
 }
+
+// TestNatsLoggerRouteSecret: a route refused for its cluster secret is
+// said once on each side, in words naming the key; the server's own lines
+// about the refused connections, and their retries, are not.
+func TestNatsLoggerRouteSecret(t *testing.T) {
+	logs := newLogCapture()
+	now := time.Unix(1000, 0)
+	l := newNatsLogger(slog.New(logs), "blue")
+	l.now = func() time.Time { return now }
+
+	// Refusing side: routeAuth says why; the server then logs its own.
+	for i := 1; i <= 3; i++ {
+		addr := fmt.Sprintf("10.0.0.2:%d", 40000+i)
+		l.Noticef("%s - rid:%d - Route connection created", addr, i)
+		l.routeRefused(addr, uint64(i), "presents no nats.cluster_secret")
+		l.Errorf("%s - rid:%d - authentication error", addr, i)
+		l.Noticef("%s - rid:%d - Router connection closed: Authentication Failure", addr, i)
+		now = now.Add(time.Second)
+	}
+	l.routeRefused("10.0.0.2:40009", 9, "presents another nats.cluster_secret") // another reason
+	if got := logs.count("ERROR", "route refused: the node at 10.0.0.2 presents no nats.cluster_secret; every node of a cluster needs the same nats.cluster_secret"); got != 1 {
+		t.Fatalf("%d refusals said, want 1:\n%s", got, strings.Join(logs.all(), "\n"))
+	}
+	if got := logs.count("presents another nats.cluster_secret"); got != 1 {
+		t.Fatalf("another reason: %d lines, want 1", got)
+	}
+	if got := logs.count("Route connection created"); got != 1 {
+		t.Fatalf("%d route connections logged, want the first only", got)
+	}
+	if got := logs.count("rid:"); got != 1 {
+		t.Fatalf("raw lines of refused connections got through:\n%s", strings.Join(logs.all(), "\n"))
+	}
+
+	// Refused side: the peer's -ERR, then the close.
+	refusedBy := func(id int) {
+		l.Noticef("10.0.0.3:6222 - rid:%d - Route connection created", id)
+		l.Errorf("10.0.0.3:6222 - rid:%d - Route Error %s", id, "'Authorization Violation'")
+		l.Noticef("10.0.0.3:6222 - rid:%d - Router connection closed: Parse Error", id)
+	}
+	refusedBy(20)
+	now = now.Add(time.Second)
+	refusedBy(21)
+	want := "route to nats://10.0.0.3:6222 refused: authorization violation: is nats.cluster_secret the same on every node?"
+	if got := logs.count("ERROR", want); got != 1 {
+		t.Fatalf("%d lines say %q, want 1:\n%s", got, want, strings.Join(logs.all(), "\n"))
+	}
+	now = now.Add(time.Minute)
+	refusedBy(22)
+	if got := logs.count("ERROR", want, "suppressed=1"); got != 1 {
+		t.Fatalf("after a minute: want the line again with suppressed=1:\n%s", strings.Join(logs.all(), "\n"))
+	}
+
+	// A route reset by the refusing peer while this node still wrote: a
+	// line each time, with other ports.
+	for i := 0; i < 3; i++ {
+		l.Errorf("10.0.0.4:6222 - rid:%d - Error flushing: writev tcp 10.0.0.9:%d->10.0.0.4:6222: writev: connection reset by peer", 30+i, 43000+i)
+	}
+	if got := logs.count("Error flushing"); got != 1 {
+		t.Fatalf("%d socket errors logged, want 1", got)
+	}
+}

@@ -33,6 +33,10 @@ func (s Subjects) Event(name string) string { return s.Prefix + ".events." + nam
 // Node is where node n publishes its heartbeat.
 func (s Subjects) Node(n string) string { return s.Prefix + ".node." + n }
 
+// Auth is where a node asks a backend who a client is, before the
+// upgrade, in auth.mode = "hook".
+func (s Subjects) Auth() string { return s.Prefix + ".auth" }
+
 // claim is where a starting node named n asks whether a live node already
 // has its name (see claim.go). It is not under the heartbeat wildcard
 // <prefix>.node.*, which has one token fewer.
@@ -44,6 +48,27 @@ func (s Subjects) allUsers() string  { return s.Prefix + ".user.>" }
 func (s Subjects) allConns() string  { return s.Prefix + ".conn.*" }
 func (s Subjects) allNodes() string  { return s.Prefix + ".node.*" }
 func (s Subjects) allClaims() string { return s.Prefix + ".node.*.claim" }
+
+// inbox prefixes the reply subjects of the node's own requests. It is not
+// _INBOX, which backends may subscribe to: only nodes read what answers a
+// node (a backend's reply to a custom frame, a node's to a claim).
+func (s Subjects) inbox() string { return s.Prefix + "._INBOX" }
+
+// What a backend, any client of a node's NATS client port, may do
+// (PROTOCOL.md §2; access.go applies it): publish what reaches clients and
+// the node API, and subscribe to what nodes publish for backends and to
+// its own inboxes. backendDeny takes back what the wildcards of
+// backendSubscribe would give of the nodes' own subjects: name claims,
+// which a backend could otherwise answer for a node.
+func (s Subjects) backendPublish() []string {
+	return []string{s.Prefix + ".chan.>", s.allUsers(), s.Prefix + ".conn.>", s.All(), s.Prefix + ".api.>"}
+}
+
+func (s Subjects) backendSubscribe() []string {
+	return []string{s.Prefix + ".recv.>", s.Prefix + ".events.>", s.Auth(), s.Prefix + ".node.>", "_INBOX.>"}
+}
+
+func (s Subjects) backendDeny() []string { return []string{s.allClaims()} }
 
 // key returns what follows kind's prefix in subject ("alice" for
 // push.user.alice and kind "user").

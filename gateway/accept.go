@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,22 +112,72 @@ const maxRefusing = 64
 // {"error":"server full"}: a client is never left hanging, and the node
 // never stops accepting. Past maxRefusing refusals in progress, the answer
 // is one write that cannot block, and the socket is closed at once.
+//
+// With TLS the refusal completes the handshake first, within
+// HandshakeTimeout, so that the client reads a 503 it can act on (back off,
+// try another node) rather than a reset that looks like a broken server;
+// maxRefusing bounds the handshakes a full node does at once. Past it, the
+// socket is closed without a word: a plaintext answer would be garbage to
+// a TLS client.
 func (g *Gateway) refuseFull(conn net.Conn) {
 	const msg = "server full"
 	if g.refusing.Add(1) <= maxRefusing {
 		go func() {
 			defer g.refusing.Add(-1)
+			if g.tls != nil {
+				tc := g.startTLS(conn)
+				if tc == nil {
+					return
+				}
+				conn = tc
+			}
 			writeRawError(conn, g.cfg.WriteTimeout, http.StatusServiceUnavailable, msg)
 		}()
 		return
 	}
 	g.refusing.Add(-1)
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			_, _ = writeOnce(raw, rawError(http.StatusServiceUnavailable, msg))
+	if g.tls == nil {
+		if sc, ok := conn.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				_, _ = writeOnce(raw, rawError(http.StatusServiceUnavailable, msg))
+			}
 		}
 	}
 	_ = conn.Close()
+}
+
+// startTLS runs the TLS handshake of conn, a socket just accepted, within
+// HandshakeTimeout; the read deadline it sets stays, to bound the request
+// head too. If the handshake fails it answers a client that spoke plain
+// HTTP with a 400, closes conn and returns nil.
+func (g *Gateway) startTLS(conn net.Conn) *tls.Conn {
+	_ = conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	tc := tls.Server(conn, g.tls)
+	err := tc.Handshake()
+	if err == nil {
+		_ = conn.SetWriteDeadline(time.Time{})
+		return tc
+	}
+	// As net/http: a client that sent plain HTTP gets a plain answer that
+	// says why, instead of a TLS alert it cannot read.
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) && rh.Conn != nil && looksLikeHTTP(rh.RecordHeader) {
+		writeRawError(rh.Conn, g.cfg.WriteTimeout, http.StatusBadRequest, "client sent an HTTP request to an HTTPS server")
+		return nil
+	}
+	g.log.Debug("TLS handshake", "remote", conn.RemoteAddr().String(), "err", err)
+	_ = conn.Close()
+	return nil
+}
+
+// looksLikeHTTP reports whether the first five bytes a client sent, which
+// TLS took for a record header, start a plaintext HTTP request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE", "TRACE":
+		return true
+	}
+	return false
 }
 
 // closeConn closes a connection that was never upgraded nor handed to
@@ -146,10 +197,21 @@ func (g *Gateway) refuse(conn net.Conn, status int, msg string) {
 var wsRequest = []byte("GET /ws")
 
 // serveConn upgrades a connection whose first request is GET /ws and hands
-// any other to net/http.
+// any other to net/http. With TLS, it runs the handshake first: from the
+// accept, the handshake and the request head have HandshakeTimeout
+// together.
 func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
+	if g.tls != nil {
+		tc := g.startTLS(conn)
+		if tc == nil {
+			g.open.Add(-1)
+			return
+		}
+		conn = tc
+	} else {
+		_ = conn.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	}
 	br := bufio.NewReaderSize(conn, readBufferSize)
-	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	head, err := br.Peek(len(wsRequest) + 1)
 	if err != nil {
 		g.closeConn(conn) // nothing that looks like a request: as net/http, no answer
@@ -182,13 +244,17 @@ func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	r.RemoteAddr = conn.RemoteAddr().String()
+	if tc, ok := conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		r.TLS = &st
+	}
 	g.upgrade(conn, br, r)
 }
 
 // upgrade checks the request, upgrades it and hands the connection to the
 // hub; errors are answered as HTTP with a JSON body.
 func (g *Gateway) upgrade(conn net.Conn, br *bufio.Reader, r *http.Request) {
-	user, he := g.admit(r)
+	id, he := g.admit(r)
 	if he != nil {
 		g.refuse(conn, he.Status, he.Msg)
 		return
@@ -206,7 +272,7 @@ func (g *Gateway) upgrade(conn net.Conn, br *bufio.Reader, r *http.Request) {
 	// what the handshake's reader read past the request head first.
 	sc.adopt(buffered(br))
 	br.Reset(sc)
-	g.attach(socket, sc, response, user, r)
+	g.attach(socket, sc, response, id, r)
 }
 
 // attach registers an upgraded socket with the hub and starts its read
@@ -217,10 +283,10 @@ func (g *Gateway) upgrade(conn net.Conn, br *bufio.Reader, r *http.Request) {
 // The read loop runs even if the hub refused the connection: the close
 // frame is on its way, and the loop lingers after it and closes the socket
 // (see socketConn.finish), without a session connection to hear frames.
-func (g *Gateway) attach(socket *gws.Conn, sc *socketConn, response []byte, user string, r *http.Request) {
+func (g *Gateway) attach(socket *gws.Conn, sc *socketConn, response []byte, id session.Identity, r *http.Request) {
 	t := newTransport(socket, sc.Conn, response, g.cfg.WriteTimeout)
 	sc.t = t
-	c, err := g.hub.Connect(t, user, clientIP(r, g))
+	c, err := g.hub.Connect(t, id, clientIP(r, g))
 	switch {
 	case err == nil:
 		socket.Session().(*connRef).c = c

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -110,17 +111,21 @@ func TestIdentifyCopiesUser(t *testing.T) {
 	}
 	shares := func(user, of string) bool { return unsafe.StringData(user) == unsafe.StringData(of) }
 	g := &Gateway{}
-	user, err := g.identify(r)
-	if err != nil || user != "alice" {
-		t.Fatalf("identify = %q, %v", user, err)
+	id, err := g.identify(r)
+	user := id.User
+	if err != nil || user != "alice" || id.Verified {
+		t.Fatalf("identify = %+v, %v", id, err)
 	}
 	if _, v, _ := strings.Cut(r.URL.RawQuery, "="); shares(user, v) {
 		t.Error("the query's user shares the request head")
 	}
-	g.cfg.Authorize = func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil }
-	user, err = g.identify(r)
-	if err != nil || user != "bob" {
-		t.Fatalf("identify with Authorize = %q, %v", user, err)
+	g.cfg.Authorize = func(r *http.Request, _ netip.Addr) (session.Identity, error) {
+		return session.Identity{User: r.Header.Get("X-User")}, nil
+	}
+	id, err = g.identify(r)
+	user = id.User
+	if err != nil || user != "bob" || !id.Verified {
+		t.Fatalf("identify with Authorize = %+v, %v", id, err)
 	}
 	if shares(user, r.Header.Get("X-User")) {
 		t.Error("the hook's user shares the request head")

@@ -27,7 +27,7 @@ func BenchmarkFanoutTCP(b *testing.B) {
 			for i := 0; i < n; i++ {
 				near, far := tcpPair(b)
 				go count(far, &received)
-				c, err := h.Connect(newTransport(nil, near, nil, 10*time.Second), "", netip.Addr{})
+				c, err := h.Connect(newTransport(nil, near, nil, 10*time.Second), session.Identity{}, netip.Addr{})
 				if err != nil {
 					b.Fatal(err)
 				}

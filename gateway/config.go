@@ -1,17 +1,24 @@
 package gateway
 
 import (
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/pushgrid/pushgrid/internal/schema"
+	"github.com/pushgrid/pushgrid/session"
 	"github.com/pushgrid/pushgrid/sticky"
 )
 
@@ -59,13 +66,19 @@ type Config struct {
 	// 503 {"error":"server full"}. 0 means what the open-file limit allows
 	// (see MaxConnectionsFor).
 	MaxConnections int `toml:"max_connections" name:"max-connections" env:"PUSHGRID_MAX_CONNECTIONS" default:"0" help:"Client connections at once (WebSockets, HTTP connections, handshakes); one more is answered 503 {\"error\":\"server full\"} at once. 0: the open-file limit less a reserve, max(64, min(1024, limit/10))."`
-	// Auth decides the user before the upgrade. "none": the user query
-	// parameter, else the first join's user field, else anon-<conn>.
-	Auth string `toml:"auth" name:"auth" env:"PUSHGRID_AUTH" default:"none" help:"How the user is decided before the upgrade. none: the user query parameter (/ws?user=alice), else the first join's user field, else anon-<conn>."`
-
-	// Authorize, for programs that embed pushgrid, replaces Auth: it returns
-	// the user of a request or an *HTTPError to refuse the upgrade.
-	Authorize func(r *http.Request) (user string, err error) `toml:"-" kong:"-"`
+	// TLSCert and TLSKey are PEM files: the gateway's certificate (its
+	// chain, leaf first) and the certificate's private key. Set both to
+	// serve wss:// and https:// only, on every worker listener; New loads
+	// them, so a renewed certificate takes a restart.
+	TLSCert string `toml:"tls_cert" name:"tls-cert" env:"PUSHGRID_TLS_CERT" help:"PEM certificate (chain, leaf first) of the gateway; with gateway.tls_key, every worker listener serves wss:// and https:// only, and the TLS handshake counts against gateway.handshake_timeout. Empty: plain ws:// and http://."`
+	TLSKey  string `toml:"tls_key" name:"tls-key" env:"PUSHGRID_TLS_KEY" help:"PEM private key of gateway.tls_cert; set both or neither."`
+	// Authorize decides who a client is before its upgrade (auth.mode jwt
+	// or hook, or a program that embeds pushgrid): it returns the
+	// identity of a request from remote (the client address, after
+	// trusted proxies), or an error to refuse the upgrade: an *HTTPError
+	// says the status and message, any other error is a 403. Nil: the
+	// user query parameter names the user (auth.mode none).
+	Authorize func(r *http.Request, remote netip.Addr) (session.Identity, error) `toml:"-" kong:"-"`
 	// Logger receives the gateway's log lines.
 	Logger *slog.Logger `toml:"-" kong:"-"`
 	// Metrics are served on /metrics along with the gateway's own.
@@ -127,10 +140,61 @@ func (c *Config) Check() error {
 	if err := inRange("gateway.max_connections", c.MaxConnections, 0, maxMaxConnections); err != nil {
 		return err
 	}
-	if c.Auth != "none" && c.Authorize == nil {
-		return fmt.Errorf("gateway.auth: %q is not supported (only \"none\")", c.Auth)
+	switch {
+	case c.TLSCert == "" && c.TLSKey != "":
+		return errors.New("gateway.tls_cert: not set, but gateway.tls_key is: set both or neither")
+	case c.TLSKey == "" && c.TLSCert != "":
+		return errors.New("gateway.tls_key: not set, but gateway.tls_cert is: set both or neither")
 	}
-	return nil
+	// The files too, as for the other keys that name files: pushgrid
+	// config check then finds a certificate that is missing or does not
+	// fit its key.
+	_, err := c.loadTLS()
+	return err
+}
+
+// loadTLS is the TLS configuration of the worker listeners, nil when
+// TLSCert and TLSKey are not set.
+func (c *Config) loadTLS() (*tls.Config, error) {
+	if c.TLSCert == "" {
+		return nil, nil
+	}
+	certPEM, err := os.ReadFile(c.TLSCert)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.tls_cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.tls_key: %w", err)
+	}
+	if !hasPrivateKey(keyPEM) {
+		return nil, fmt.Errorf("gateway.tls_key: %s holds no PEM private key", c.TLSKey)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.tls_cert: %s with key %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		MinVersion:   tls.VersionTLS12,
+		// HTTP/1.1 only: WebSockets here are HTTP/1.1 upgrades, and net/http
+		// serves the other requests over HTTP/1.1.
+		NextProtos: []string{"http/1.1"},
+	}, nil
+}
+
+// hasPrivateKey reports whether b holds a PEM private key block, so that
+// a wrong key file is blamed on gateway.tls_key rather than on the pair.
+func hasPrivateKey(b []byte) bool {
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			return false
+		}
+		if strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			return true
+		}
+	}
 }
 
 // inRange reports v outside [lo, hi] as an error naming key.

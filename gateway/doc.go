@@ -1,10 +1,13 @@
 // Package gateway is pushgrid's network edge: HTTP and WebSocket (gws) on
-// SO_REUSEPORT worker listeners steered by package sticky, identity and
-// auth before the upgrade, the socket side of each connection's writes, the
-// health, readiness and metrics endpoints, the demo page and the admin
-// API. On shutdown it stops accepting (StopAccepting) and waits for its
-// sockets to close (Shutdown); draining the connections between the two is
-// the hub's job, and the node's to order.
+// SO_REUSEPORT worker listeners steered by package sticky, over TLS when
+// Config.TLSCert and TLSKey are set (each handshake on its connection's
+// goroutine, never in an accept loop), identity and auth before the
+// upgrade, the socket side of each connection's writes, the health,
+// readiness and metrics endpoints, the demo page and the admin API (behind
+// a bearer token when it has one). On shutdown it stops accepting
+// (StopAccepting) and waits for its sockets to close (Shutdown); draining
+// the connections between the two is the hub's job, and the node's to
+// order.
 //
 // It also keeps hostile clients in bounds before their bytes reach gws or
 // the hub: a ceiling on open connections (answered 503 past it), timeouts

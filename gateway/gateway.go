@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,8 +35,9 @@ type Gateway struct {
 	upgrader *gws.Upgrader
 	srv      *http.Server
 	registry *prometheus.Registry
-	maxConns int // the effective MaxConnections
-	maxFrame int // the session's MaxMessageBytes
+	maxConns int         // the effective MaxConnections
+	maxFrame int         // the session's MaxMessageBytes
+	tls      *tls.Config // nil: plain ws:// and http://
 
 	// open counts client connections open: accepted and not yet closed,
 	// refusals of a full node aside. The socket's last owner decrements
@@ -79,8 +81,12 @@ func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway.metrics: %w", err)
 	}
 	g.registry = registry
+	if g.tls, err = cfg.loadTLS(); err != nil {
+		return nil, err
+	}
 	g.srv = g.httpServer(g.routes())
 	g.srv.BaseContext = g.workerContext
+	g.srv.ConnContext = withTLSState
 	g.srv.ConnState = g.connState
 	// Also bounds a client that never reads a response: it cannot hold a
 	// handler. (A hijacked connection's deadlines are cleared.)
@@ -166,6 +172,24 @@ func (g *Gateway) workerContext(l net.Listener) context.Context {
 	return context.Background()
 }
 
+// tlsStateKey is the context key of the TLS state of a connection that
+// net/http serves.
+type tlsStateKey struct{}
+
+// withTLSState keeps the TLS state of a connection for its requests'
+// r.TLS, which net/http sets only for a *tls.Conn of its own: the
+// connections it is handed went through the handshake already and come
+// wrapped (see replayConn).
+func withTLSState(ctx context.Context, c net.Conn) context.Context {
+	if rc, ok := c.(*replayConn); ok {
+		if tc, ok := rc.Conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			return context.WithValue(ctx, tlsStateKey{}, &st)
+		}
+	}
+	return ctx
+}
+
 func (g *Gateway) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", g.serveWS)
@@ -184,6 +208,9 @@ func (g *Gateway) routes() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if i, ok := r.Context().Value(workerKey{}).(int); ok {
 			w.Header().Set("X-Pushgrid-Worker", strconv.Itoa(i))
+		}
+		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			r.TLS = st
 		}
 		mux.ServeHTTP(w, r)
 	})
@@ -284,7 +311,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // serveWS upgrades a request that came through net/http (a /ws request
 // after another on a keep-alive connection) and hands it to the hub.
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
-	user, he := g.admit(r)
+	id, he := g.admit(r)
 	if he != nil {
 		writeJSONError(w, he.Status, he.Msg)
 		return
@@ -320,51 +347,60 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // gws answered 400 and closed sc
 	}
 	sc.adopt(pending)
-	g.attach(socket, sc, nil, user, r)
+	g.attach(socket, sc, nil, id, r)
 }
 
 func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r, g.trusted) }
 
-// admit decides, before the upgrade, whether a request may connect and as
-// which user.
-func (g *Gateway) admit(r *http.Request) (string, *HTTPError) {
+// admit decides, before the upgrade, whether a request may connect and
+// who it is.
+func (g *Gateway) admit(r *http.Request) (session.Identity, *HTTPError) {
 	if !g.ready.Load() {
-		return "", &HTTPError{http.StatusServiceUnavailable, "the node is shutting down"}
+		return session.Identity{}, &HTTPError{http.StatusServiceUnavailable, "the node is shutting down"}
 	}
 	if !g.origins.allows(r) {
-		return "", &HTTPError{http.StatusForbidden, "origin not allowed"}
+		return session.Identity{}, &HTTPError{http.StatusForbidden, "origin not allowed"}
 	}
-	user, err := g.identify(r)
+	id, err := g.identify(r)
 	if err != nil {
 		var he *HTTPError
 		if !errors.As(err, &he) {
 			he = &HTTPError{http.StatusForbidden, err.Error()}
 		}
-		return "", he
+		return session.Identity{}, he
 	}
-	return user, nil
+	return id, nil
 }
 
-// identify finds the user of an upgrade request before the upgrade. The
-// name is returned as a copy: the light path's request strings share one
-// buffer of the whole head, which the connection would otherwise keep alive
-// for its whole life.
-func (g *Gateway) identify(r *http.Request) (string, error) {
+// identify finds who an upgrade request is, before the upgrade. The name
+// is returned as a copy: the light path's request strings share one buffer
+// of the whole head, which the connection would otherwise keep alive for
+// its whole life.
+func (g *Gateway) identify(r *http.Request) (session.Identity, error) {
 	if g.cfg.Authorize != nil {
-		user, err := g.cfg.Authorize(r)
-		return strings.Clone(user), err
+		id, err := g.cfg.Authorize(r, clientIP(r, g))
+		if err != nil {
+			return session.Identity{}, err
+		}
+		if !session.ClaimableUser(id.User) {
+			g.log.Error("authorize gave an invalid user", "user", id.User)
+			return session.Identity{}, &HTTPError{http.StatusForbidden, fmt.Sprintf("invalid user name %q", id.User)}
+		}
+		id.User = strings.Clone(id.User)
+		id.Verified = true
+		return id, nil
 	}
 	user, err := queryValue(r.URL.RawQuery, "user")
 	if err != nil {
-		return "", &HTTPError{http.StatusBadRequest, "the user parameter is not a valid query value"}
+		return session.Identity{}, &HTTPError{http.StatusBadRequest, "the user parameter is not a valid query value"}
 	}
 	if user != "" && !session.ValidUser(user) {
-		return "", &HTTPError{http.StatusBadRequest, fmt.Sprintf("invalid user name %q", user)}
+		return session.Identity{}, &HTTPError{http.StatusBadRequest, fmt.Sprintf("invalid user name %q", user)}
 	}
 	if user != "" && !session.ClaimableUser(user) {
-		return "", &HTTPError{http.StatusBadRequest, fmt.Sprintf("user %q: names starting with anon- are the server's", user)}
+		return session.Identity{}, &HTTPError{http.StatusBadRequest, fmt.Sprintf("user %q: names starting with anon- are the server's", user)}
 	}
-	return strings.Clone(user), nil
+	return session.Identity{User: strings.Clone(user)}, nil
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {

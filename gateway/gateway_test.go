@@ -71,7 +71,7 @@ func TestConfigErrors(t *testing.T) {
 		{Workers: -1},
 		{Sticky: "sometimes"},
 		{TrustedProxies: []string{"x"}},
-		{Auth: "jwt"},
+		{TLSCert: "cert.pem"}, // without its key
 		{Drain: -time.Second},
 	}
 	hub, _ := session.New(session.Config{}, nullBus{}, nullBus{}, nil)
@@ -144,7 +144,7 @@ func TestAdminServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := g.AdminServer(AdminHandler(g.hub, func() any { return nil }))
+	srv := g.AdminServer(AdminHandler(g.hub, func() any { return nil }, ""))
 	if srv.ReadHeaderTimeout != time.Second || srv.ReadTimeout != 2*time.Second || srv.IdleTimeout != 3*time.Second {
 		t.Fatalf("admin server timeouts: %+v", srv)
 	}

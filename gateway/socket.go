@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,8 @@ import (
 //     answered 400), it closes as writeRawError does.
 //
 // The socket itself is Conn, never a wrapper, so that the transport's
-// writes keep *net.TCPConn's writev and RawConn.
+// writes keep *net.TCPConn's writev and RawConn; with TLS, Conn is the
+// *tls.Conn, which has neither (see newTransport).
 type socketConn struct {
 	net.Conn
 	g        *Gateway   // nil in tests that only write
@@ -112,7 +114,7 @@ func (c *socketConn) lingerLocked(halfClose bool) {
 	if c.ended {
 		return // the read loop is ending: finish closes at once
 	}
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && halfClose {
+	if cw, ok := tcpOf(c.Conn).(interface{ CloseWrite() error }); ok && halfClose {
 		_ = cw.CloseWrite()
 	}
 	_ = c.Conn.SetReadDeadline(time.Now().Add(closeLinger))
@@ -151,10 +153,23 @@ func (c *socketConn) closeSocket() {
 	if done {
 		return
 	}
-	_ = c.Conn.Close()
+	_ = tcpOf(c.Conn).Close()
 	if c.g != nil {
 		c.g.open.Add(-1)
 	}
+}
+
+// tcpOf is the socket under conn: conn itself, or a TLS connection's. A
+// WebSocket's socket is half-closed and closed through it: tls.Conn would
+// first send a close_notify alert, which waits, up to 5 s (under c.mu for
+// the half-close), for room in the socket of a client that reads nothing.
+// The close frame already ends the stream, and TLS clients take a FIN at a
+// record boundary as its end.
+func tcpOf(conn net.Conn) net.Conn {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return conn
 }
 
 // setReadDeadline sets the frame reader's read deadline, unless the linger

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -94,7 +95,8 @@ func (e *events) OnClose(s *gws.Conn, err error) {
 type transport struct {
 	socket   *gws.Conn
 	conn     net.Conn
-	raw      syscall.RawConn // nil when the socket has none (then TryWrite writes nothing)
+	raw      syscall.RawConn // nil when the socket has none, or speaks TLS (then TryWrite writes nothing and the frame reader reads through conn)
+	tls      bool            // conn is a *tls.Conn: Write joins small buffers (see writeJoined)
 	timeout  time.Duration
 	response []byte // the handshake response, not yet written; with room for a frame
 
@@ -113,6 +115,14 @@ var _ session.Transport = (*transport)(nil)
 
 func newTransport(socket *gws.Conn, conn net.Conn, response []byte, timeout time.Duration) *transport {
 	t := &transport{socket: socket, conn: conn, timeout: timeout, response: response}
+	if _, ok := conn.(*tls.Conn); ok {
+		// Every byte on the socket must go through the TLS records: a raw
+		// write would put plaintext on it, a raw read take ciphertext off.
+		// tls.Conn has no write that cannot block, so every frame goes
+		// through the session's writer.
+		t.tls = true
+		return t
+	}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
@@ -124,7 +134,9 @@ func newTransport(socket *gws.Conn, conn net.Conn, response []byte, timeout time
 // TryWrite makes one non-blocking write(2). Go's sockets are non-blocking;
 // returning true from the callback stops RawConn from waiting for room.
 // It never waits: while gws writes a close frame of its own, it writes
-// nothing, and the session queues p for its writer.
+// nothing, and the session queues p for its writer. (The one exception is
+// the handshake response, see tryWriteAfterResponse.) Without a RawConn
+// (TLS) it writes only the first frame, with the response.
 func (t *transport) TryWrite(p []byte) (n int, err error) {
 	if !t.boundary.TryLock() {
 		return 0, nil
@@ -210,6 +222,15 @@ func (t *transport) tryWriteAfterResponse(p []byte) (int, error) {
 	head := len(t.response)
 	buf := append(t.response, p...)
 	t.response = nil
+	if t.raw == nil {
+		// No write that cannot block (TLS): the response is written
+		// blocking as it would be after a short write, and p, the welcome
+		// frame, goes with it, in one record.
+		if err := t.writeAll(buf); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	n, err := t.tryWrite(buf)
 	if err != nil || n >= head {
 		return max(n-head, 0), err
@@ -274,7 +295,12 @@ func (t *transport) write(bufs [][]byte) error {
 		if err := t.conn.SetWriteDeadline(time.Now().Add(t.timeout)); err != nil {
 			return err
 		}
-		_, err := chunk.WriteTo(t.conn)
+		var err error
+		if t.tls {
+			err = writeJoined(t.conn, chunk)
+		} else {
+			_, err = chunk.WriteTo(t.conn)
+		}
 		chunk, size = chunk[:0], 0
 		return err
 	}
@@ -299,6 +325,40 @@ func (t *transport) write(bufs [][]byte) error {
 	if derr := t.conn.SetWriteDeadline(time.Time{}); err == nil {
 		err = derr
 	}
+	return err
+}
+
+// tlsRecord is the most plaintext one TLS record carries.
+const tlsRecord = 16 << 10
+
+// joinBufs are writeJoined's buffers, taken only while it writes.
+var joinBufs = sync.Pool{New: func() any { return new([tlsRecord]byte) }}
+
+// writeJoined writes bufs to a TLS connection joined into pieces of up to
+// one record: tls.Conn makes at least a record and a write(2) of every
+// buffer it is given, and the writer's batches are often many small
+// frames. Pieces larger than a record would save nothing: tls.Conn writes
+// each record on its own.
+func writeJoined(conn net.Conn, bufs net.Buffers) error {
+	piece := joinBufs.Get().(*[tlsRecord]byte)
+	defer joinBufs.Put(piece)
+	n := 0
+	for _, b := range bufs {
+		for len(b) > 0 {
+			k := copy(piece[n:], b)
+			n, b = n+k, b[k:]
+			if n == tlsRecord {
+				if _, err := conn.Write(piece[:n]); err != nil {
+					return err
+				}
+				n = 0
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	_, err := conn.Write(piece[:n])
 	return err
 }
 

@@ -9,8 +9,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/pushgrid/pushgrid/auth"
 	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/gateway"
+	"github.com/pushgrid/pushgrid/internal/loopback"
 	"github.com/pushgrid/pushgrid/internal/schema"
 	"github.com/pushgrid/pushgrid/session"
 )
@@ -23,14 +25,29 @@ type Config struct {
 	Gateway gateway.Config `toml:"gateway" embed:""`
 	NATS    broker.Config  `toml:"nats" embed:""`
 	Session session.Config `toml:"session" embed:""`
-	Admin   AdminConfig    `toml:"admin" embed:""`
-	Log     LogConfig      `toml:"log" embed:""`
+	Auth    auth.Config    `toml:"auth" embed:""`
+	// Channels are the channel rules, the [[channels]] tables (PROTOCOL.md
+	// §5), first match wins; they are read from the file only.
+	Channels []session.Rule `toml:"channels" kong:"-"`
+	Admin    AdminConfig    `toml:"admin" embed:""`
+	Log      LogConfig      `toml:"log" embed:""`
 }
 
 // AdminConfig is the [admin] table.
 type AdminConfig struct {
 	Listen string `toml:"listen" name:"admin-listen" env:"PUSHGRID_ADMIN_LISTEN" default:"127.0.0.1:6003" help:"Admin API (/api/nodes, /api/stats) and Go's pprof; keep it private. Empty turns it off."`
+	// Token, when set, is required of every admin request, pprof
+	// included. It is the admin API's only lock: an address beyond
+	// loopback needs one.
+	Token string `toml:"token" secret:"" name:"admin-token" env:"PUSHGRID_ADMIN_TOKEN" help:"When set, every admin request (the API and /debug/pprof/) needs Authorization: Bearer <token>, else 401. Required when admin.listen is reachable beyond loopback. 16 to 256 printable ASCII bytes, no spaces; prefer the environment variable to the flag, which other users of the host can read."`
 }
+
+// Bounds of admin.token, the NATS secrets' own: the admin API does not
+// slow down guesses, so a shorter token could be guessed.
+const (
+	minAdminToken = 16
+	maxAdminToken = 256
+)
 
 // LogConfig is the [log] table.
 type LogConfig struct {
@@ -70,6 +87,8 @@ func (c *Config) derive() {
 		c.NATS.ClusterListen = broker.DefaultClusterListen
 	}
 	c.NATS.Node, c.Session.Node = c.Node, c.Node
+	c.Session.Rules = c.Channels
+	c.Session.Leeway = c.Auth.Leeway
 	// The largest payload the node publishes: a client frame whole (a
 	// custom frame), or a chat's msg in its envelope.
 	c.NATS.MaxPayload = c.Session.MaxMessageBytes + frameEnvelope
@@ -94,7 +113,7 @@ func (c Config) Check() error {
 		// The parts check the name too: say it once.
 		c.NATS.Node, c.Session.Node = "n", "n"
 	}
-	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, c.Admin, c.Log} {
+	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, &c.Auth, c.Admin, c.Log} {
 		if err := part.Check(); err != nil {
 			errs = append(errs, err)
 		}
@@ -104,11 +123,23 @@ func (c Config) Check() error {
 
 // Check checks the [admin] table.
 func (c AdminConfig) Check() error {
+	// The messages never repeat the token: they end up in logs.
+	if n := len(c.Token); n > 0 && (n < minAdminToken || n > maxAdminToken) {
+		return fmt.Errorf("admin.token: %d bytes; want %d to %d printable ASCII bytes (a random one, such as openssl rand -hex 32 prints)", n, minAdminToken, maxAdminToken)
+	}
+	for i := 0; i < len(c.Token); i++ {
+		if c.Token[i] <= ' ' || c.Token[i] >= 0x7f {
+			return fmt.Errorf("admin.token: byte %d is a space, a control character or not ASCII; want printable ASCII", i+1)
+		}
+	}
 	if c.Listen == "" {
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
+	}
+	if c.Token == "" && !loopback.Only(c.Listen) {
+		return fmt.Errorf("admin.listen %q is reachable beyond loopback: set admin.token (PUSHGRID_ADMIN_TOKEN), or listen on 127.0.0.1", c.Listen)
 	}
 	return nil
 }

@@ -7,14 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushgrid/pushgrid/auth"
 	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/gateway"
+	"github.com/pushgrid/pushgrid/internal/loopback"
 	"github.com/pushgrid/pushgrid/session"
 )
 
@@ -26,6 +29,7 @@ type Node struct {
 	hub     *session.Hub
 	gateway *gateway.Gateway
 	admin   *http.Server // nil when admin.listen is empty
+	anyUser bool         // no auth: a client names its own user
 
 	mu       sync.Mutex
 	started  bool // guarded by mu
@@ -42,7 +46,7 @@ type Option func(*options)
 type options struct {
 	handler   session.Handler
 	logger    *slog.Logger
-	authorize func(*http.Request) (string, error)
+	authorize func(*http.Request, netip.Addr) (session.Identity, error)
 }
 
 // WithHandler adds behaviour to every client connection of the node
@@ -53,10 +57,13 @@ func WithHandler(h session.Handler) Option { return func(o *options) { o.handler
 // the form the [log] table says.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithAuthorize decides who a client is before its WebSocket upgrade: f
-// returns the user of a request, or a *gateway.HTTPError to refuse it. It
-// replaces gateway.auth.
-func WithAuthorize(f func(r *http.Request) (user string, err error)) Option {
+// WithAuthorize decides who a client is before its WebSocket upgrade, in
+// place of the [auth] table: f returns the identity of a request from
+// remote (the client address, after trusted proxies), or an error to
+// refuse it (a *gateway.HTTPError says the status and message; any other
+// is a 403). Its users are verified: neither the query nor a join can
+// change them.
+func WithAuthorize(f func(r *http.Request, remote netip.Addr) (session.Identity, error)) Option {
 	return func(o *options) { o.authorize = f }
 }
 
@@ -79,12 +86,25 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	cfg.NATS.Logger = log.With("component", "broker")
 	cfg.Session.Logger = log.With("component", "session")
 	cfg.Gateway.Logger = log.With("component", "gateway")
-	cfg.Gateway.Authorize = o.authorize
+	cfg.Auth.Logger = log.With("component", "auth")
 	cfg.NATS.Status = n.status
 
 	b, err := broker.New(cfg.NATS)
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case o.authorize != nil:
+		cfg.Gateway.Authorize = o.authorize
+	case cfg.Auth.Mode != auth.ModeNone:
+		a, err := auth.New(cfg.Auth, cfg.Node, b.AuthRequest)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Gateway.Authorize = a.Authenticate
+		if cfg.Auth.Mode == auth.ModeJWT {
+			cfg.Session.Refresh = a.Refresh
+		}
 	}
 	hub, err := session.New(cfg.Session, b, backend{b}, o.handler)
 	if err != nil {
@@ -99,8 +119,9 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	n.broker, n.hub, n.gateway = b, hub, gw
+	n.anyUser = cfg.Gateway.Authorize == nil
 	if cfg.Admin.Listen != "" {
-		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }))
+		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }, cfg.Admin.Token))
 	}
 	return n, nil
 }
@@ -140,6 +161,10 @@ func (n *Node) Start(ctx context.Context) error {
 				n.log.Error("admin API", "err", err)
 			}
 		}()
+	}
+	if n.anyUser && !loopback.Only(n.cfg.Gateway.Listen) {
+		n.log.Warn("auth.mode is none and the gateway listens beyond loopback: any client can be any user; set auth.mode to jwt or hook",
+			"listen", n.cfg.Gateway.Listen)
 	}
 	n.log.Info("pushgrid started", "gateway", n.gateway.Addr().String(), "nats", n.broker.ClientURL(),
 		"cluster", n.broker.ClusterURL(), "admin", n.AdminAddr())

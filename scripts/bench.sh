@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of pushgrid and the floor (../shared/bench/floor):
-# each scenario runs floor then pushgrid (A B), in fresh processes, for
-# ROUNDS rounds, and one table of medians and ratios is printed at the end.
+# each scenario runs floor then pushgrid (A B; auth: pushgrid in each
+# auth.mode), in fresh processes, for ROUNDS rounds, and one table of
+# medians and ratios is printed at the end. Every server runs its default
+# configuration (the auth scenario sets auth.mode, and jwt's secret).
 #
 #   scripts/bench.sh                 # 3 rounds, every scenario
 #   ROUNDS=5 DURATION=10s scripts/bench.sh closed1k rate200
 #
-# Scenarios: closed1k closed5k rate200 idle10k. Only loopback is used.
+# Scenarios (only loopback is used):
+#   closed1k  1,000 subscribers in one channel, closed loop: deliveries/s,
+#             deliveries per server CPU-second
+#   closed5k  5,000 subscribers in one channel, closed loop: deliveries/s
+#   rate200   1,000 subscribers at 200 msg/s: latency, loss, disconnects
+#   idle10k   10,000 idle joined connections: server RSS per connection,
+#             connect+join time
+#   join5k    connect+join of 5,000 subscribers into one channel: time (bar:
+#             at most 1.5x the floor's), CPU per connect+join, control frames
+#   join10k   the same with 10,000 (bar: at most 1.2x the floor's)
+#   auth      pushgrid against itself with auth.mode none, jwt and hook (the
+#             load generator signs the tokens, and is the hook's backend):
+#             server CPU per connect+join and connects/s, jwt/none, hook/none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,41 +28,58 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 FLOOR_SRC=${FLOOR_SRC:-../shared/bench/floor}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth)
 
 ulimit -n 20000
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# The jwt runs' HS256 secret, new each run (it only ever crosses loopback).
+SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
 echo "building pushgrid and the floor..." >&2
 go build -o "$work/pushgrid" .
 (cd "$FLOOR_SRC" && go build -o "$work/floor" .)
 
+# wait_port PORT: until it accepts, while the server ($PID) lives.
 wait_port() {
 	for _ in $(seq 200); do
 		(echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		kill -0 "$PID" 2>/dev/null || break
 		sleep 0.05
 	done
 	echo "port $1 never opened" >&2
 	return 1
 }
 
-# start_server NAME [PUSHGRID FLAGS...]: starts it in the background, sets
-# PID, WS and NATS.
+# systems SCENARIO -> what runs it, in order. auth measures pushgrid
+# against itself, in each auth.mode.
+systems() {
+	case $1 in
+	auth) echo "none jwt hook" ;;
+	*) echo "floor pushgrid" ;;
+	esac
+}
+
+# start_server SYSTEM: starts it in the background, sets PID, WS and NATS;
+# fails if it does not listen. none, jwt and hook are pushgrid in that
+# auth.mode.
 start_server() {
 	case $1 in
 	floor)
 		"$work/floor" -addr 127.0.0.1:8100 -nats-port 4300 >"$work/floor.log" 2>&1 &
 		PID=$! WS=ws://127.0.0.1:8100/ws NATS=nats://127.0.0.1:4300
-		wait_port 8100
-		wait_port 4300
+		wait_port 8100 && wait_port 4300
 		;;
-	pushgrid)
+	pushgrid | none | jwt | hook)
+		local auth=()
+		case $1 in
+		jwt) auth=(--auth jwt --auth-secret "$SECRET") ;;
+		hook) auth=(--auth hook) ;;
+		esac
 		"$work/pushgrid" serve --node bench --listen 127.0.0.1:8200 --nats-listen 127.0.0.1:4400 \
-			--admin-listen "" --log-level warn --drain 0s "${@:2}" >"$work/pushgrid.log" 2>&1 &
+			--admin-listen "" --log-level warn --drain 0s "${auth[@]}" >"$work/$1.log" 2>&1 &
 		PID=$! WS=ws://127.0.0.1:8200/ws NATS=nats://127.0.0.1:4400
-		wait_port 8200
-		wait_port 4400
+		wait_port 8200 && wait_port 4400
 		;;
 	esac
 }
@@ -58,28 +89,45 @@ stop_server() {
 	wait "$PID" 2>/dev/null || true
 }
 
-# server_flags NAME -> extra pushgrid flags. idle10k: the floor sends no
-# join/leave control frames, and in one channel of n members PROTOCOL.md's
-# control frames cost n*n/2 frames for n joins (50 million for 10,000), so
-# pushgrid is measured with them limited to channels of 100 members.
-server_flags() {
+# client_flags SYSTEM -> the load generator's credentials for it.
+client_flags() {
 	case $1 in
-	idle10k) echo "--presence-limit 100" ;;
+	jwt) echo "--auth-secret $SECRET" ;;
+	hook) echo "--hook" ;;
 	esac
 }
 
-# scenario NAME -> the bench flags. closed5k's connect phase is pushgrid
-# announcing every join to every member (12.5 million control frames for
-# 5,000 joins), about two minutes here: it gets a longer bound than the
-# default. idle10k gives the load generator two threads: with one, the generator's own CPU per connect (about as much as
-# either server's) makes it the bottleneck, and connect+join time measures
-# the generator rather than the server.
+# flags SCENARIO -> the bench flags.
+#
+# idle10k, join5k, join10k and auth give the load generator two threads:
+# with one, its own CPU per connect (about as much as either server's)
+# makes it the bottleneck, and connect+join time measures the generator
+# rather than the server.
+#
+# On join the floor answers "joined" and announces nothing; pushgrid, with
+# its default announce_limit of 1000, sends each of the first 1,000 joins
+# of a channel to every member as a control frame (about 500,000 frames:
+# 1+2+...+1000, and a joiner may also get the announcements of joins just
+# before its own), and from the 1,001st member on none. The comparison
+# leaves pushgrid that extra work, which the load generator also pays for
+# on the same cores, and nothing else differs: the same load generator
+# flags and named users (the floor ignores the user query parameter),
+# interleaved, fresh processes. The control frames the load generator read
+# are counted, so the table shows the difference in work. Connect+join
+# ends at the last "joined" answer for both.
+#
+# auth spreads its 3,000 subscribers over 300 channels: 10 members a
+# channel make few control frames (16,500), so CPU per connect+join is
+# the upgrade, the authentication and the join.
 flags() {
 	case $1 in
 	closed1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
-	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION --timeout 300s" ;;
+	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION" ;;
 	rate200) echo "--subs 1000 --rate 200 --duration $DURATION" ;;
 	idle10k) echo "--subs 10000 --rate= --hold 5s --dialers 32 --procs 2" ;;
+	join5k) echo "--subs 5000 --rate= --hold 0s --dialers 32 --procs 2" ;;
+	join10k) echo "--subs 10000 --rate= --hold 0s --dialers 32 --procs 2" ;;
+	auth) echo "--subs 3000 --channels 300 --rate= --hold 0s --dialers 32 --procs 2" ;;
 	*)
 		echo "unknown scenario $1" >&2
 		exit 2
@@ -93,11 +141,16 @@ summarize() {
 	python3 - "$1" <<'PY' || true
 import json, sys
 r = json.load(open(sys.argv[1]))
-parts = [f"connect+join {r['connect_seconds']:.2f}s"]
-if r.get("connect_server_cpu_seconds") and r.get("connected"):
+parts = [f"{r['connected']} joined, {r['connect_errors']} errors", f"connect+join {r['connect_seconds']:.2f}s"]
+if r.get("connected"):
     n = r["connected"]
-    parts.append(f"CPU per connect: server {r['connect_server_cpu_seconds'] / n * 1e6:.0f} us, "
-                 f"load generator {r['connect_client_cpu_seconds'] / n * 1e6:.0f} us")
+    parts.append(f"{n / r['connect_seconds']:,.0f} connects/s")
+    if r.get("connect_server_cpu_seconds"):
+        parts.append(f"CPU per connect: server {r['connect_server_cpu_seconds'] / n * 1e6:.0f} us, "
+                     f"load generator {r['connect_client_cpu_seconds'] / n * 1e6:.0f} us")
+parts.append(f"{r.get('connect_control_frames', 0):,} control frames")
+if r.get("hook_requests"):
+    parts.append(f"{r['hook_requests']:,} hook requests answered")
 if r.get("rss_per_conn"):
     parts.append(f"{r['rss_per_conn']:,.0f} B/conn")
 for s in r.get("steps") or []:
@@ -109,13 +162,17 @@ PY
 
 for round in $(seq "$ROUNDS"); do
 	for sc in "${SCENARIOS[@]}"; do
-		for sys in floor pushgrid; do
+		for sys in $(systems "$sc"); do
 			echo "round $round/$ROUNDS: $sc on $sys" >&2
-			# shellcheck disable=SC2046
-			start_server "$sys" $(server_flags "$sc")
+			if ! start_server "$sys"; then
+				echo "$sys did not start: $(tail -n 3 "$work/$sys.log")" >&2
+				stop_server
+				continue
+			fi
 			# shellcheck disable=SC2046
 			"$work/pushgrid" bench --url "$WS" --nats "$NATS" --server-pid "$PID" --size 64 --json \
-				$(flags "$sc") >"$work/$sc.$sys.$round.json" || echo "bench failed: $sc $sys round $round" >&2
+				$(flags "$sc") $(client_flags "$sys") >"$work/$sc.$sys.$round.json" ||
+				echo "bench failed: $sc $sys round $round" >&2
 			stop_server
 			summarize "$work/$sc.$sys.$round.json" >&2
 		done
@@ -135,15 +192,32 @@ def load(sc, sys_):
     return out
 
 def value(get, r):
-    # A run that failed (its connect phase timed out, say) has no steps.
+    # A run that failed (its connect phase timed out, say) has no steps,
+    # one that joined nobody no CPU per connection.
     try:
         return get(r)
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, ZeroDivisionError):
         return None
 
 def med(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
+
+def per_conn_us(key):
+    return lambda r: r[key] / r["connected"] * 1e6
+
+# The acceptance bars of connect+join time, as a multiple of the floor's.
+bars = {"join5k": 1.5, "join10k": 1.2}
+
+def join_metrics(sc):
+    return [(f"connect+join s (bar: <= {bars[sc]}x)", lambda r: r["connect_seconds"], "lower"),
+            ("server CPU us per connect+join", per_conn_us("connect_server_cpu_seconds"), "lower"),
+            ("load generator CPU us per connect+join", per_conn_us("connect_client_cpu_seconds"), "lower"),
+            ("control frames read while joining", lambda r: r["connect_control_frames"], "lower")]
+
+auth_metrics = [("server CPU us per connect+join", per_conn_us("connect_server_cpu_seconds"), "lower"),
+                ("connects/s", lambda r: r["connected"] / r["connect_seconds"], "higher"),
+                ("load generator CPU us per connect+join", per_conn_us("connect_client_cpu_seconds"), "lower")]
 
 metrics = {
     "closed1k": [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher"),
@@ -155,16 +229,39 @@ metrics = {
                 ("disconnects", lambda r: r["steps"][0]["disconnects"], "lower")],
     "idle10k": [("RSS bytes per joined conn", lambda r: r.get("rss_per_conn"), "lower"),
                 ("connect+join s", lambda r: r["connect_seconds"], "lower")],
+    "join5k": join_metrics("join5k"),
+    "join10k": join_metrics("join10k"),
 }
+
+# rows SCENARIO -> (label, baseline system, measured system, metrics):
+# the baseline goes in the floor column, the measured in pushgrid's.
+def rows(sc):
+    if sc == "auth":
+        hook_extra = [("auth requests answered by the hook", lambda r: r.get("hook_requests", 0), "higher")]
+        return [("auth jwt / none", "none", "jwt", auth_metrics),
+                ("auth hook / none", "none", "hook", auth_metrics + hook_extra)]
+    return [(sc, "floor", "pushgrid", metrics[sc])]
+
+fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
 print(f"\nmedians of {rounds} interleaved rounds (floor, pushgrid), 64-byte payloads, one channel")
+if "auth" in scenarios:
+    print("auth rows: pushgrid against itself, auth.mode none in the floor column, jwt or hook in the pushgrid column; 300 channels")
 print(f"| scenario | metric | floor | pushgrid | pushgrid / floor |")
 print(f"|---|---|---|---|---|")
+verdicts = []
 for sc in scenarios:
-    f, p = load(sc, "floor"), load(sc, "pushgrid")
-    for name, get, _ in metrics[sc]:
-        fv = med([value(get, r) for r in f]) if f else None
-        pv = med([value(get, r) for r in p]) if p else None
-        ratio = f"{pv / fv:.2f}x" if fv and pv is not None else "-"
-        fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
-        print(f"| {sc} | {name} | {fmt(fv)} | {fmt(pv)} | {ratio} |")
+    for label, a, b, ms in rows(sc):
+        f, p = load(sc, a), load(sc, b)
+        for name, get, _ in ms:
+            fv = med([value(get, r) for r in f])
+            pv = med([value(get, r) for r in p])
+            ratio = f"{pv / fv:.2f}x" if fv and pv is not None else "-"
+            print(f"| {label} | {name} | {fmt(fv)} | {fmt(pv)} | {ratio} |")
+            if sc in bars and name.startswith("connect+join") and fv and pv is not None:
+                verdicts.append(f"{sc}: pushgrid's connect+join is {pv / fv:.2f}x the floor's, bar <= {bars[sc]}x: "
+                                + ("met" if pv / fv <= bars[sc] else "NOT met"))
+if verdicts:
+    print("\njoin rows: the floor announces no joins; pushgrid (default announce_limit 1000) sends each of a")
+    print("channel's first 1,000 joins to every member, the control frames counted above; same load otherwise.")
+    print("\n".join(verdicts))
 PY

@@ -33,7 +33,7 @@ func BenchmarkFanout(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := 0; i < n; i++ {
-				c, _ := h.Connect(discard{}, "", netip.Addr{})
+				c, _ := h.Connect(discard{}, Identity{}, netip.Addr{})
 				h.Receive(c, []byte(`{"type":"join","channel":"bench"}`))
 			}
 			payload := []byte(`{"type":"chat","channel":"bench","user":"u","msg":"0123456789012345678901234567"}`)

@@ -30,6 +30,7 @@ const batchShare = 4
 // are on their way, and a small channel has no index.
 type channel struct {
 	name string
+	rule *Rule // the rule that applies to it, found once
 
 	mu      sync.RWMutex // guards members, index, dead; held for reading during a fanout
 	members []*Conn
@@ -60,8 +61,8 @@ type batch struct {
 	frames int
 }
 
-func newChannel(name string) *channel {
-	return &channel{name: name}
+func newChannel(name string, rule *Rule) *channel {
+	return &channel{name: name, rule: rule}
 }
 
 // find returns c's place in members, or -1; callers hold ch.mu.

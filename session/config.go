@@ -42,11 +42,17 @@ type Config struct {
 	// it, as in "@alice" or "@alice.inbox", may be joined only by the user
 	// named between the prefix and the first '.'. "none" turns the rule off.
 	PrivatePrefix string `toml:"private_prefix" name:"private-prefix" env:"PUSHGRID_PRIVATE_PREFIX" default:"@" help:"Channels <prefix><user> and <prefix><user>.<more> (@alice, @alice.inbox) may be joined only by that user; none turns the rule off."`
-	// PresenceLimit, when not 0, stops join and leave control frames in
-	// channels with more than this many members on this node: in a channel
-	// of n members every join costs n frames, so n joins cost n²/2. 0 keeps
-	// PROTOCOL.md's rule: every member is told of every join and leave.
-	PresenceLimit int `toml:"presence_limit" name:"presence-limit" env:"PUSHGRID_PRESENCE_LIMIT" default:"0" help:"No join/leave control frames in channels with more members than this on a node, since n joins cost n*n/2 frames; 0 always sends them, as the protocol says."`
+
+	// Rules are the channel rules, the [[channels]] tables (see Rule); a
+	// channel none matches gets DefaultRule's. Their keys are not flags:
+	// they are read from the file.
+	Rules []Rule `toml:"-" kong:"-"`
+	// Refresh checks the token of a client's refresh frame and returns who
+	// it names (auth.mode jwt); nil answers every refresh bad_token.
+	Refresh func(token string) (Identity, error) `toml:"-" kong:"-"`
+	// Leeway is added to a token's exp before its connection is closed with
+	// 4003 (auth.leeway).
+	Leeway time.Duration `toml:"-" kong:"-"`
 
 	// Node is this node's name, sent in welcome frames and events.
 	Node string `toml:"-" kong:"-"`
@@ -78,8 +84,6 @@ func (c *Config) Check() error {
 		return fmt.Errorf("session.queue_frames: %d is not between 1 and %d", c.QueueFrames, 1<<20)
 	case c.QueueBytes < c.MaxMessageBytes || c.QueueBytes > 1<<30:
 		return fmt.Errorf("session.queue_bytes: %d is not between session.max_message_bytes (%d) and %d", c.QueueBytes, c.MaxMessageBytes, 1<<30)
-	case c.PresenceLimit < 0 || c.PresenceLimit > 1_000_000_000:
-		return fmt.Errorf("session.presence_limit: %d is not between 0 and 1000000000", c.PresenceLimit)
 	case c.RequestTimeout < 10*time.Millisecond || c.RequestTimeout > 5*time.Minute:
 		return fmt.Errorf("session.request_timeout: %v is not between 10ms and 5m0s", c.RequestTimeout)
 	case c.MaxRequests < 1 || c.MaxRequests > 10_000:
@@ -89,7 +93,7 @@ func (c *Config) Check() error {
 	case c.Node != "" && !ValidNode(c.Node):
 		return fmt.Errorf("node: %q is not a valid node name (A-Z a-z 0-9 _ -, 1 to 64 bytes)", c.Node)
 	}
-	return nil
+	return checkRules(c.Rules)
 }
 
 // validPrefix reports whether p can start a channel name.

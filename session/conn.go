@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Conn is one client connection on this node.
@@ -15,12 +16,15 @@ type Conn struct {
 	in     inbox
 
 	mu       sync.Mutex
-	user     string     // guarded by mu (and hub.mu for the user index)
-	userSet  bool       // guarded by mu; user came from the query or a join, not anon-<conn>
-	channels []*channel // guarded by mu; a slice: most connections join few
-	gone     bool       // guarded by mu; disconnected, joins are refused
-	bucket   *bucket    // guarded by mu; the rate bucket of its user or IP
-	requests *requests  // guarded by mu; made by the first request
+	user     string      // guarded by mu (and hub.mu for the user index)
+	userSet  bool        // guarded by mu; user came from the query or a join, not anon-<conn>
+	verified bool        // user came from a token or an auth hook: a join cannot name another
+	claims   []Pattern   // guarded by mu; the token's channels claim (join = "claim")
+	channels []*channel  // guarded by mu; a slice: most connections join few
+	gone     bool        // guarded by mu; disconnected, joins are refused
+	bucket   *bucket     // guarded by mu; the rate bucket of its user or IP
+	requests *requests   // guarded by mu; made by the first request
+	expiry   *time.Timer // guarded by mu; closes it with 4003 when its token expires
 
 	// Read-loop state: only the connection's worker touches it.
 	strikes int
@@ -90,6 +94,27 @@ func (c *Conn) dropChannel(ch *channel) {
 			return
 		}
 	}
+}
+
+// expireAt closes c with 4003 at exp + leeway, instead of when an earlier
+// call said; a zero exp never. Callers hold c.mu. A timer that has fired
+// already has begun the close: a refresh that comes that late is too late.
+func (c *Conn) expireAt(exp time.Time, leeway time.Duration) {
+	if c.expiry != nil {
+		c.expiry.Stop()
+		c.expiry = nil
+	}
+	if exp.IsZero() || c.gone {
+		return
+	}
+	c.expiry = time.AfterFunc(time.Until(exp.Add(leeway)), func() { c.Close(DisconnectTokenExpired) })
+}
+
+// anonymous reports whether c has no user of its own (anon-<conn>).
+func (c *Conn) anonymous() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.userSet
 }
 
 // limitKey names c's rate bucket: its user, or its IP while anonymous;

@@ -79,6 +79,11 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 	if top.msg != nil {
 		f.Msg = json.RawMessage(top.msg)
 	}
+	if f.Type == TypeRefresh {
+		if f.Token, ok = unquote(top.token); !ok {
+			return f, errorf(CodeBadToken, "refresh needs a string token")
+		}
+	}
 	return f, nil
 }
 
@@ -86,7 +91,8 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 // each a part of the frame, nil when absent.
 type topFields struct {
 	typ, channel, user, msg, id []byte
-	idTwice                     bool // "id" came twice (the frame is refused, and no id echoed)
+	token                       []byte // read by refresh frames only
+	idTwice                     bool   // "id" came twice (the frame is refused, and no id echoed)
 }
 
 func (t *topFields) field(key string) *[]byte {
@@ -101,6 +107,8 @@ func (t *topFields) field(key string) *[]byte {
 		return &t.msg
 	case "id":
 		return &t.id
+	case "token":
+		return &t.token
 	}
 	return nil
 }
@@ -117,6 +125,8 @@ func frameType(raw []byte) (string, bool) {
 		return TypeLeave, true
 	case `"ping"`:
 		return TypePing, true
+	case `"refresh"`:
+		return TypeRefresh, true
 	}
 	return unquote(raw)
 }

@@ -13,8 +13,8 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 	if ch == nil {
 		return
 	}
-	if h.cfg.PresenceLimit > 0 && bytes.HasPrefix(payload, controlPrefix) && ch.size() > h.cfg.PresenceLimit {
-		return
+	if limit := ch.rule.AnnounceLimit; limit > 0 && bytes.HasPrefix(payload, controlPrefix) && ch.size() > limit {
+		return // a big channel stays quiet (Rule.AnnounceLimit)
 	}
 	ch.deliver(h, payload)
 }

@@ -70,7 +70,7 @@ func Example_handler() {
 	if err != nil {
 		panic(err)
 	}
-	c, _ := hub.Connect(printer{}, "alice", netip.MustParseAddr("127.0.0.1"))
+	c, _ := hub.Connect(printer{}, session.Identity{User: "alice"}, netip.MustParseAddr("127.0.0.1"))
 	hub.Receive(c, []byte(`{"type":"chat","channel":"lobby","msg":"hi!!!","id":1}`))
 	hub.ReadEnded(c, nil) // the client went away
 	// Shutdown returns once every connection is gone, its OnDisconnect run.

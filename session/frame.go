@@ -3,16 +3,18 @@ package session
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"unicode/utf8"
 )
 
 // The client frame types the server handles itself; any other type goes to
 // backends on <prefix>.recv.<type>.
 const (
-	TypeJoin  = "join"
-	TypeChat  = "chat"
-	TypeLeave = "leave"
-	TypePing  = "ping"
+	TypeJoin    = "join"
+	TypeChat    = "chat"
+	TypeLeave   = "leave"
+	TypePing    = "ping"
+	TypeRefresh = "refresh"
 )
 
 // Frame is one decoded client frame. Raw, Msg and ID alias the buffer the
@@ -24,6 +26,7 @@ type Frame struct {
 	User    string
 	Msg     json.RawMessage // any JSON value, nil when absent
 	ID      json.RawMessage // a JSON string or number, nil when absent
+	Token   string          // a refresh frame's token
 	Raw     []byte          // the whole frame as the client sent it
 }
 
@@ -71,6 +74,13 @@ func encodeAnswer(typ, channel string, id json.RawMessage) []byte {
 	b = appendString(appendField(b, "channel"), channel)
 	b = appendID(b, id)
 	return append(b, '}')
+}
+
+// encodeRefreshed builds {"type":"refreshed","exp":E} with the id of the
+// refresh frame it answers.
+func encodeRefreshed(exp int64, id json.RawMessage) []byte {
+	b := strconv.AppendInt(append(make([]byte, 0, 48+len(id)), `{"type":"refreshed","exp":`...), exp, 10)
+	return append(appendID(b, id), '}')
 }
 
 // encodeControl builds {"type":"control","channel":C,"user":U,"msg":M}.

@@ -45,6 +45,8 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 		h.chat(c, &f)
 	case TypeLeave:
 		h.leave(c, &f)
+	case TypeRefresh:
+		h.refresh(c, &f)
 	case TypePing:
 		if f.ID == nil {
 			c.out.send(framePong, 1) // shared: the outbox only reads it
@@ -121,15 +123,18 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 	if !ok {
 		return false
 	}
-	if f.User != "" {
+	// A verified user (a token's, a hook's) is not the client's to
+	// choose: a join's user field is ignored then.
+	if f.User != "" && !c.verified {
 		if perr := h.claimUser(c, f.User); perr != nil {
 			h.sendError(c, perr, f.ID)
 			return false
 		}
 	}
 	user := c.User()
-	if !h.mayJoin(user, name) {
-		h.sendError(c, errorf(CodeForbidden, "channel %q is private", name), f.ID)
+	rule := h.ruleFor(name)
+	if perr := h.mayJoin(c, name, rule); perr != nil {
+		h.sendError(c, perr, f.ID)
 		return false
 	}
 	c.mu.Lock()
@@ -149,7 +154,7 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 		return false
 	}
 
-	ch := h.addMember(c, name)
+	ch := h.addMember(c, name, rule)
 	if err := h.bus.Subscribe(name); err != nil {
 		h.removeMember(c, ch)
 		h.log.Error("subscribe failed", logChannel, name, logErr, err)
@@ -161,7 +166,9 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 	c.mu.Unlock()
 
 	c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
-	h.publish(name, encodeControl(name, user, "joined"))
+	if rule.Announce {
+		h.publish(name, encodeControl(name, user, "joined"))
+	}
 	h.event(c, "join."+name, "channel", name)
 	return true
 }
@@ -200,7 +207,6 @@ func (h *Hub) claimUser(c *Conn, user string) *Error {
 	return nil
 }
 
-// mayJoin applies the private-channel rule of Config.PrivatePrefix.
 // channelOf returns the channel f names, or answers bad_channel and
 // reports false when the name is not valid.
 func (h *Hub) channelOf(c *Conn, f *Frame) (string, bool) {
@@ -211,7 +217,9 @@ func (h *Hub) channelOf(c *Conn, f *Frame) (string, bool) {
 	return f.Channel, true
 }
 
-func (h *Hub) mayJoin(user, channel string) bool {
+// privateAllows applies the private-channel rule of Config.PrivatePrefix:
+// a channel <prefix><user> or <prefix><user>.<more> is user's alone.
+func (h *Hub) privateAllows(user, channel string) bool {
 	p := h.cfg.PrivatePrefix
 	if p == "none" || !strings.HasPrefix(channel, p) {
 		return true
@@ -226,9 +234,17 @@ func (h *Hub) chat(c *Conn, f *Frame) {
 		return
 	}
 	c.mu.Lock()
-	member := c.channel(name) != nil
+	ch := c.channel(name)
 	c.mu.Unlock()
-	if !member {
+	rule := h.ruleFor(name)
+	if ch != nil {
+		rule = ch.rule
+	}
+	if rule.Chat == ChatNobody {
+		h.sendError(c, errorf(CodeForbidden, "only the server publishes to channel %q", name), f.ID)
+		return
+	}
+	if ch == nil {
 		// Implicit join, so a client that reconnected keeps chatting.
 		join := Frame{Type: TypeJoin, Channel: name, ID: f.ID}
 		if !h.join(c, &join) {
@@ -259,8 +275,41 @@ func (h *Hub) leave(c *Conn, f *Frame) {
 func (h *Hub) part(c *Conn, ch *channel) {
 	h.removeMember(c, ch)
 	h.bus.Unsubscribe(ch.name)
-	h.publish(ch.name, encodeControl(ch.name, c.User(), "left"))
+	if ch.rule.Announce {
+		h.publish(ch.name, encodeControl(ch.name, c.User(), "left"))
+	}
 	h.event(c, "leave."+ch.name, "channel", ch.name)
+}
+
+// refresh replaces c's token: the new one must be valid and name the same
+// user; its exp (or none) replaces the old, and its channels claim the
+// old's. Anything else is bad_token, and c keeps its old token.
+func (h *Hub) refresh(c *Conn, f *Frame) {
+	if h.cfg.Refresh == nil || !c.verified {
+		h.sendError(c, errorf(CodeBadToken, "this node takes no refresh: reconnect with a new token"), f.ID)
+		return
+	}
+	id, err := h.cfg.Refresh(f.Token)
+	if err != nil {
+		h.sendError(c, errorf(CodeBadToken, "%v", err), f.ID)
+		return
+	}
+	c.mu.Lock()
+	same := id.User == c.user
+	if same {
+		c.claims = id.Channels
+		c.expireAt(id.Expires, h.cfg.Leeway)
+	}
+	c.mu.Unlock()
+	if !same {
+		h.sendError(c, errorf(CodeBadToken, "the token is for another user"), f.ID)
+		return
+	}
+	var exp int64
+	if !id.Expires.IsZero() {
+		exp = id.Expires.Unix()
+	}
+	c.out.send(textFrame(encodeRefreshed(exp, f.ID)), 1)
 }
 
 func (h *Hub) custom(c *Conn, f *Frame) {

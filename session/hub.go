@@ -87,19 +87,27 @@ func New(cfg Config, bus Bus, backend Backend, handler Handler) (*Hub, error) {
 // Config returns the hub's configuration with defaults filled in.
 func (h *Hub) Config() Config { return h.cfg }
 
-// Connect registers a new connection whose transport is t. user is the
-// identity the gateway established ("" for none yet) and remote the client
-// address. The welcome frame is the connection's first frame.
-func (h *Hub) Connect(t Transport, user string, remote netip.Addr) (*Conn, error) {
+// Connect registers a new connection whose transport is t. id is who the
+// gateway found it to be (a zero Identity: nobody yet) and remote the
+// client address. The welcome frame is the connection's first frame.
+func (h *Hub) Connect(t Transport, id Identity, remote netip.Addr) (*Conn, error) {
+	user := id.User
 	if user != "" && !ClaimableUser(user) {
 		return nil, fmt.Errorf("user %q: %w", user, errBadUser)
 	}
-	c := &Conn{hub: h, id: nuid.Next(), remote: remote, user: user, userSet: user != ""}
+	if id.Verified && user == "" {
+		return nil, fmt.Errorf("a verified identity without a user: %w", errBadUser)
+	}
+	c := &Conn{hub: h, id: nuid.Next(), remote: remote, user: user, userSet: user != "",
+		verified: id.Verified, claims: id.Channels}
 	if user == "" {
 		c.user = anonPrefix + c.id
 	}
 	c.out = outbox{t: t, bounds: &h.bounds, owner: c}
 	c.bucket = h.limits.acquire(c.limitKey(), h.now())
+	c.mu.Lock()
+	c.expireAt(id.Expires, h.cfg.Leeway)
+	c.mu.Unlock()
 
 	// The welcome goes out before the connection can be found, so nothing
 	// published to its user or id can overtake it; it is written outside

@@ -179,8 +179,8 @@ func waitClosed(tb testing.TB, t *fakeTransport, code CloseCode) {
 func TestJoinChatLeave(t *testing.T) {
 	h, bus, be := newTestHub(t, Config{})
 	ta, tb := &fakeTransport{}, &fakeTransport{}
-	a, _ := h.Connect(ta, "alice", netip.MustParseAddr("127.0.0.1"))
-	b, _ := h.Connect(tb, "", netip.MustParseAddr("127.0.0.2"))
+	a, _ := h.Connect(ta, Identity{User: "alice"}, netip.MustParseAddr("127.0.0.1"))
+	b, _ := h.Connect(tb, Identity{}, netip.MustParseAddr("127.0.0.2"))
 	waitFrame(t, ta, `{"type":"welcome","conn":"`+a.ID()+`","node":"n1","user":"alice"}`)
 	waitFrame(t, tb, `"user":"anon-`+b.ID()+`"`)
 
@@ -244,7 +244,7 @@ func TestErrors(t *testing.T) {
 		return nil, ErrNoHandler
 	}
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "carol", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{User: "carol"}, netip.Addr{})
 	cases := []struct{ in, want string }{
 		{`garbage`, `{"type":"error","code":"bad_request"`},
 		{`{"type":"join","channel":"a b","id":1}`, `"code":"bad_channel","msg":"invalid channel name \"a b\"","id":1}`},
@@ -280,7 +280,7 @@ func TestRequestTimeout(t *testing.T) {
 		return nil, ctx.Err()
 	}
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	h.Receive(c, []byte(`{"type":"slow","id":1}`))
 	waitFrame(t, tr, `{"type":"error","code":"timeout"`)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -293,7 +293,7 @@ func TestRequestTimeout(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 1, Burst: 5})
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	for i := 0; i < 5; i++ {
 		h.Receive(c, []byte(`{"type":"ping"}`))
 	}
@@ -311,8 +311,8 @@ func TestRateLimit(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{QueueFrames: 50})
 	fast, slow := &fakeTransport{}, &fakeTransport{release: make(chan struct{})}
-	a, _ := h.Connect(fast, "", netip.Addr{})
-	b, _ := h.Connect(slow, "", netip.Addr{})
+	a, _ := h.Connect(fast, Identity{}, netip.Addr{})
+	b, _ := h.Connect(slow, Identity{}, netip.Addr{})
 	h.Receive(a, []byte(`{"type":"join","channel":"c"}`))
 	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
 	waitFrame(t, slow, `"joined"`)
@@ -339,7 +339,7 @@ func TestSlowConsumer(t *testing.T) {
 func TestSlowConsumerAfterPartialWrite(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{QueueFrames: 10})
 	slow := &fakeTransport{release: make(chan struct{})}
-	b, _ := h.Connect(slow, "", netip.Addr{})
+	b, _ := h.Connect(slow, Identity{}, netip.Addr{})
 	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
 	waitFrame(t, slow, `"type":"control"`)
 	ch := b.channel("c")
@@ -380,7 +380,7 @@ func (m message) Close() error  { return nil }
 func TestBinaryClosesInOrder(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{})
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	h.Enqueue(c, message(`{"type":"join","channel":"c","id":1}`))
 	h.Binary(c)
 	waitClosed(t, tr, CloseUnsupported)
@@ -392,8 +392,8 @@ func TestBinaryClosesInOrder(t *testing.T) {
 func TestNotHeardAfterClose(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{})
 	ta, tb := &fakeTransport{}, &fakeTransport{}
-	a, _ := h.Connect(ta, "", netip.Addr{})
-	b, _ := h.Connect(tb, "", netip.Addr{})
+	a, _ := h.Connect(ta, Identity{}, netip.Addr{})
+	b, _ := h.Connect(tb, Identity{}, netip.Addr{})
 	h.Receive(a, []byte(`{"type":"join","channel":"c"}`))
 	h.Receive(b, []byte(`{"type":"join","channel":"c"}`))
 	waitFrame(t, tb, `"joined"`)
@@ -411,8 +411,8 @@ func TestNotHeardAfterClose(t *testing.T) {
 func TestDeliverTargets(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{})
 	t1, t2 := &fakeTransport{}, &fakeTransport{}
-	c1, _ := h.Connect(t1, "ann", netip.Addr{})
-	_, _ = h.Connect(t2, "ann", netip.Addr{})
+	c1, _ := h.Connect(t1, Identity{User: "ann"}, netip.Addr{})
+	_, _ = h.Connect(t2, Identity{User: "ann"}, netip.Addr{})
 	h.DeliverUser("ann", []byte(`{"u":1}`))
 	h.DeliverConn(c1.ID(), []byte(`{"c":1}`))
 	h.DeliverAll([]byte(`{"all":1}`))
@@ -429,7 +429,7 @@ func TestDeliverTargets(t *testing.T) {
 	// Anonymous users are reached by their anon-<conn> name, until they
 	// name themselves.
 	t3 := &fakeTransport{}
-	anon, _ := h.Connect(t3, "", netip.Addr{})
+	anon, _ := h.Connect(t3, Identity{}, netip.Addr{})
 	h.DeliverUser(anon.User(), []byte(`{"anon":1}`))
 	waitFrame(t, t3, `{"anon":1}`)
 	old := anon.User()
@@ -474,13 +474,13 @@ func TestRateBucketShared(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 3})
 			t1, t2 := &fakeTransport{}, &fakeTransport{}
-			a, _ := h.Connect(t1, c.user1, c.ip1)
+			a, _ := h.Connect(t1, Identity{User: c.user1}, c.ip1)
 			for i := 0; i < 3; i++ {
 				h.Receive(a, []byte(`{"type":"ping"}`))
 			}
 			// Reconnect: the new connection gets what is left, nothing.
 			h.disconnect(a, nil)
-			b, _ := h.Connect(t2, c.user2, c.ip2)
+			b, _ := h.Connect(t2, Identity{User: c.user2}, c.ip2)
 			h.Receive(b, []byte(`{"type":"ping","id":1}`))
 			limited := strings.Contains(strings.Join(t2.frames(), ""), `"code":"rate_limited"`)
 			if limited != c.shared {
@@ -496,11 +496,11 @@ func TestRateBucketClaimedUser(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 3})
 	ip := netip.MustParseAddr("192.0.2.9")
 	t1, t2 := &fakeTransport{}, &fakeTransport{}
-	a, _ := h.Connect(t1, "mallory", netip.MustParseAddr("192.0.2.1"))
+	a, _ := h.Connect(t1, Identity{User: "mallory"}, netip.MustParseAddr("192.0.2.1"))
 	for i := 0; i < 3; i++ {
 		h.Receive(a, []byte(`{"type":"ping"}`))
 	}
-	b, _ := h.Connect(t2, "", ip)
+	b, _ := h.Connect(t2, Identity{}, ip)
 	h.Receive(b, []byte(`{"type":"join","channel":"x","user":"mallory"}`))
 	waitFrame(t, t2, `"joined"`)
 	h.Receive(b, []byte(`{"type":"ping","id":2}`))
@@ -512,7 +512,7 @@ func TestRateBucketClaimedUser(t *testing.T) {
 func TestRateBucketsForgotten(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 1000, Burst: 5}) // refills in 5ms
 	for i := 0; i < 100; i++ {
-		c, _ := h.Connect(&fakeTransport{}, fmt.Sprintf("u%d", i), netip.Addr{})
+		c, _ := h.Connect(&fakeTransport{}, Identity{User: fmt.Sprintf("u%d", i)}, netip.Addr{})
 		h.Receive(c, []byte(`{"type":"ping"}`))
 		h.disconnect(c, nil)
 	}
@@ -521,7 +521,7 @@ func TestRateBucketsForgotten(t *testing.T) {
 	}
 	checkFor(t, 2*time.Second, func() error {
 		// Sweeping happens as connections come and go.
-		c, _ := h.Connect(&fakeTransport{}, "last", netip.Addr{})
+		c, _ := h.Connect(&fakeTransport{}, Identity{User: "last"}, netip.Addr{})
 		h.disconnect(c, nil)
 		if n := h.limits.size(); n > 1 {
 			return fmt.Errorf("%d buckets kept", n)
@@ -535,7 +535,7 @@ func TestRateBucketsForgotten(t *testing.T) {
 func TestPingsCount(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 2})
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	for i := 0; i < 2+rateStrikes; i++ {
 		h.Ping(c, []byte("p"))
 	}
@@ -566,7 +566,7 @@ func TestMaxRequests(t *testing.T) {
 		return nil, ctx.Err()
 	}
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	for i := 0; i < 5; i++ {
 		h.Receive(c, []byte(fmt.Sprintf(`{"type":"audit","id":%d}`, i)))
 	}
@@ -595,12 +595,12 @@ func TestMaxRequests(t *testing.T) {
 // connection's user messages.
 func TestAnonNamesReserved(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{})
-	victim, _ := h.Connect(&fakeTransport{}, "", netip.Addr{})
-	if _, err := h.Connect(&fakeTransport{}, victim.User(), netip.Addr{}); err == nil {
+	victim, _ := h.Connect(&fakeTransport{}, Identity{}, netip.Addr{})
+	if _, err := h.Connect(&fakeTransport{}, Identity{User: victim.User()}, netip.Addr{}); err == nil {
 		t.Fatalf("connected as %s", victim.User())
 	}
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	h.Receive(c, []byte(`{"type":"join","channel":"x","user":"`+victim.User()+`","id":1}`))
 	waitFrame(t, tr, `"code":"bad_request","msg":"user names starting with \"anon-\" are the server's","id":1}`)
 	h.DeliverUser(victim.User(), []byte(`{"secret":1}`))
@@ -626,6 +626,13 @@ func checkFor(t testing.TB, within time.Duration, cond func() error) {
 	}
 }
 
+// badRule is DefaultRule changed by spoil.
+func badRule(spoil func(*Rule)) Rule {
+	r := DefaultRule()
+	spoil(&r)
+	return r
+}
+
 func TestConfigRanges(t *testing.T) {
 	cases := []struct {
 		cfg  Config
@@ -641,7 +648,12 @@ func TestConfigRanges(t *testing.T) {
 		{Config{MaxRequests: -1}, "session.max_requests"},
 		{Config{Burst: -5}, "session.burst"},
 		{Config{QueueBytes: 100}, "session.queue_bytes"},
-		{Config{PresenceLimit: -1}, "session.presence_limit"},
+		{Config{Rules: []Rule{badRule(func(r *Rule) { r.Join = "everyone" })}}, "channels[0].join"},
+		{Config{Rules: []Rule{DefaultRule(), badRule(func(r *Rule) { r.Chat = "all" })}}, "channels[1].chat"},
+		{Config{Rules: []Rule{badRule(func(r *Rule) { r.AnnounceLimit = -1 })}}, "channels[0].announce_limit"},
+		{Config{Rules: []Rule{badRule(func(r *Rule) { r.History = -1 })}}, "channels[0].history"},
+		{Config{Rules: []Rule{badRule(func(r *Rule) { r.HistoryTTL = 0 })}}, "channels[0].history_ttl"},
+		{Config{Rules: []Rule{badRule(func(r *Rule) { r.Pattern = Pattern{} })}}, "channels[0].pattern"},
 		{Config{PrivatePrefix: "a.b"}, "session.private_prefix"},
 		{Config{MaxChannels: -1}, "session.max_channels"},
 	}
@@ -663,7 +675,7 @@ func TestConfigRanges(t *testing.T) {
 // TestChannelMembership: members are found and removed alike below and
 // above the size at which a channel starts keeping an index.
 func TestChannelMembership(t *testing.T) {
-	ch := newChannel("c")
+	ch := newChannel("c", &defaultRule)
 	conns := make([]*Conn, 3*indexAt)
 	for i := range conns {
 		conns[i] = &Conn{id: fmt.Sprint(i)}
@@ -719,7 +731,7 @@ func TestChannelMembership(t *testing.T) {
 func TestChannelBacklogDrops(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{MaxMessageBytes: MaxMessageBytesLimit})
 	tr := &watchTransport{needle: []byte(`{"after":1}`)}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	h.Receive(c, []byte(`{"type":"join","channel":"busy"}`))
 	h.mu.RLock()
 	ch := h.channels["busy"]
@@ -783,7 +795,7 @@ func TestDrainingConnectKeepsNoBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		if _, err := h.Connect(&fakeTransport{}, fmt.Sprintf("late%d", i), netip.Addr{}); !errors.Is(err, ErrDraining) {
+		if _, err := h.Connect(&fakeTransport{}, Identity{User: fmt.Sprintf("late%d", i)}, netip.Addr{}); !errors.Is(err, ErrDraining) {
 			t.Fatalf("connect while draining: %v", err)
 		}
 	}
@@ -804,7 +816,7 @@ func TestRateBucketIdleListBounded(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 1})
 	ip := netip.MustParseAddr("192.0.2.7")
 	for i := 0; i < 1000; i++ {
-		c, _ := h.Connect(&fakeTransport{}, "", ip)
+		c, _ := h.Connect(&fakeTransport{}, Identity{}, ip)
 		h.Receive(c, []byte(`{"type":"ping"}`))
 		h.disconnect(c, nil)
 	}
@@ -820,7 +832,7 @@ func TestRateBucketIdleListBounded(t *testing.T) {
 func TestClientPongsCount(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{Rate: 0.01, Burst: 2})
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	for i := 0; i < 2+rateStrikes; i++ {
 		h.Pong(c)
 	}
@@ -834,7 +846,7 @@ func TestClientPongsCount(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	h, _, _ := newTestHub(t, Config{})
 	tr := &fakeTransport{}
-	c, _ := h.Connect(tr, "", netip.Addr{})
+	c, _ := h.Connect(tr, Identity{}, netip.Addr{})
 	// The transport's close is the socket's: the read loop then ends.
 	go func() {
 		checkFor(t, 10*time.Second, func() error {
@@ -850,7 +862,7 @@ func TestShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.Shutdown(drain) }()
 	checkFor(t, 2*time.Second, func() error {
-		early, err := h.Connect(&fakeTransport{}, "", netip.Addr{})
+		early, err := h.Connect(&fakeTransport{}, Identity{}, netip.Addr{})
 		if err == nil {
 			h.ReadEnded(early, nil) // Shutdown had not begun yet: let it go
 			return fmt.Errorf("a connection was let in")

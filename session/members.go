@@ -19,6 +19,9 @@ func (h *Hub) disconnect(c *Conn, reason error) {
 	if c.requests != nil {
 		c.requests.cancel()
 	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.mu.Unlock()
 	c.out.abandon()
 
@@ -41,7 +44,7 @@ func (h *Hub) disconnect(c *Conn, reason error) {
 	h.live.Add(-1)
 }
 
-func (h *Hub) addMember(c *Conn, name string) *channel {
+func (h *Hub) addMember(c *Conn, name string, rule *Rule) *channel {
 	for {
 		h.mu.RLock()
 		ch := h.channels[name]
@@ -49,7 +52,7 @@ func (h *Hub) addMember(c *Conn, name string) *channel {
 		if ch == nil {
 			h.mu.Lock()
 			if ch = h.channels[name]; ch == nil {
-				ch = newChannel(name)
+				ch = newChannel(name, rule)
 				h.channels[name] = ch
 			}
 			h.mu.Unlock()

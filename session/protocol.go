@@ -16,13 +16,14 @@ const (
 	CodeTooManyRequests Code = "too_many_requests"
 	CodeNoHandler       Code = "no_handler"
 	CodeTimeout         Code = "timeout"
+	CodeBadToken        Code = "bad_token"
 )
 
 // Codes lists every error code, in a fixed order (metrics use it). A new
 // code is added here and above, nowhere else: the counters are sized and
 // indexed from this list.
 var Codes = [...]Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited,
-	CodeTooManyRequests, CodeNoHandler, CodeTimeout}
+	CodeTooManyRequests, CodeNoHandler, CodeTimeout, CodeBadToken}
 
 // Error is a protocol error: the client receives it as an error frame and
 // its connection stays open.
@@ -48,6 +49,7 @@ const (
 	ClosePolicy       CloseCode = 1008 // rate limit exceeded ten times in a row, or a frame too slow to arrive
 	CloseTooBig       CloseCode = 1009 // frame larger than max_message_bytes
 	CloseSlowConsumer CloseCode = 4001
+	CloseTokenExpired CloseCode = 4003
 )
 
 // Disconnect is why the server closes a connection: the close code and the
@@ -66,5 +68,6 @@ var (
 	DisconnectRateLimit    = Disconnect{ClosePolicy, "rate limit exceeded"}
 	DisconnectFrameTimeout = Disconnect{ClosePolicy, "frame timeout"}
 	DisconnectSlowConsumer = Disconnect{CloseSlowConsumer, "slow consumer"}
+	DisconnectTokenExpired = Disconnect{CloseTokenExpired, "token expired"}
 	DisconnectWriteFailed  = Disconnect{CloseNormal, "write failed"}
 )

@@ -17,6 +17,9 @@ type Key struct {
 	Help    string
 	Type    reflect.Type
 	Index   []int // the field's index path from the root struct
+	// Secret marks a credential (tag secret:""): printed configurations
+	// do not show its value.
+	Secret bool
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -41,6 +44,9 @@ func walk(t reflect.Type, prefix string, index []int, keys *[]Key) {
 		}
 		path := prefix + name
 		idx := append(append([]int(nil), index...), i)
+		if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+			continue // an array of tables, such as [[channels]]: not one key
+		}
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
 			walk(f.Type, path+".", idx, keys)
 			continue
@@ -53,6 +59,7 @@ func walk(t reflect.Type, prefix string, index []int, keys *[]Key) {
 			Help:    f.Tag.Get("help"),
 			Type:    f.Type,
 			Index:   idx,
+			Secret:  hasTag(f.Tag, "secret"),
 		})
 	}
 }
@@ -121,4 +128,10 @@ func Set(f reflect.Value, s string) error {
 		return fmt.Errorf("unsupported type %s", f.Type())
 	}
 	return nil
+}
+
+// hasTag reports whether tag has the key name, with any value.
+func hasTag(tag reflect.StructTag, name string) bool {
+	_, ok := tag.Lookup(name)
+	return ok
 }
