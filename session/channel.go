@@ -1,6 +1,9 @@
 package session
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // maxChannelBacklog bounds the bytes of frames waiting for a channel's
 // dispatcher. A backlog grows only while the node cannot fan a channel's
@@ -50,6 +53,10 @@ type fanout struct {
 	batches []batch // waiting for the dispatcher, oldest first
 	queued  int     // bytes in batches
 	spare   []batch // the dispatcher's emptied slice, for the next round
+	// wake, when not nil, is the dispatcher waiting to gather
+	// announcements; any other message ends the wait. Set before the
+	// dispatcher starts, never changed.
+	wake chan struct{}
 }
 
 // indexAt is the member count past which a channel keeps an index.
@@ -134,9 +141,23 @@ func (ch *channel) size() int {
 	return len(ch.members)
 }
 
+// Joins come one at a time and each is announced to every member: a
+// channel of hundreds filling up would cost a write to every member, and a
+// read in every client, per join. So an announcement that finds no
+// dispatch under way in a channel of more than lingerAt local members
+// waits up to announceLinger for more messages, and the members get them
+// all in one write. Any other message ends the wait at once: only
+// announcements are ever held.
+const (
+	lingerAt       = 64
+	announceLinger = 10 * time.Millisecond
+)
+
 // deliver queues payload, published to the channel, for every member of
-// the hub's. It never waits, for a member or for the dispatcher.
-func (ch *channel) deliver(h *Hub, payload []byte) {
+// the hub's. It never waits, for a member or for the dispatcher. linger
+// says payload is an announcement that may wait for company (see
+// announceLinger).
+func (ch *channel) deliver(h *Hub, payload []byte, linger bool) {
 	size := wsHeaderLen(len(payload)) + len(payload)
 	cfg := &h.cfg
 	maxFrames, maxBytes := max(cfg.QueueFrames/batchShare, 1), cfg.QueueBytes/batchShare
@@ -146,10 +167,19 @@ func (ch *channel) deliver(h *Hub, payload []byte) {
 		h.dropped(ch.name)
 		return
 	}
-	if ch.out == nil {
+	switch {
+	case ch.out == nil:
 		// No dispatcher runs: this message starts one.
 		ch.out = &fanout{}
+		if linger {
+			ch.out.wake = make(chan struct{}, 1)
+		}
 		go ch.dispatch(h, ch.out)
+	case !linger && ch.out.wake != nil:
+		select {
+		case ch.out.wake <- struct{}{}: // the dispatcher stops waiting
+		default:
+		}
 	}
 	out := ch.out
 	last := len(out.batches) - 1
@@ -167,6 +197,14 @@ func (ch *channel) deliver(h *Hub, payload []byte) {
 // dispatch hands out's batches to the members until none is left, then
 // drops out.
 func (ch *channel) dispatch(h *Hub, out *fanout) {
+	if out.wake != nil {
+		t := time.NewTimer(announceLinger)
+		select {
+		case <-t.C:
+		case <-out.wake:
+			t.Stop()
+		}
+	}
 	for {
 		ch.qmu.Lock()
 		batches := out.batches

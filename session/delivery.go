@@ -13,10 +13,15 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 	if ch == nil {
 		return
 	}
-	if limit := ch.rule.AnnounceLimit; limit > 0 && bytes.HasPrefix(payload, controlPrefix) && ch.size() > limit {
-		return // a big channel stays quiet (Rule.AnnounceLimit)
+	linger := false
+	if bytes.HasPrefix(payload, controlPrefix) {
+		n := ch.size()
+		if limit := ch.rule.AnnounceLimit; limit > 0 && n > limit {
+			return // a big channel stays quiet (Rule.AnnounceLimit)
+		}
+		linger = n > lingerAt
 	}
-	ch.deliver(h, payload)
+	ch.deliver(h, payload, linger)
 }
 
 // controlPrefix starts every control frame encodeControl builds.

@@ -27,6 +27,7 @@ type fakeTransport struct {
 	full    bool
 	room    int // while full: bytes TryWrite still takes
 	release chan struct{}
+	writes  int // TryWrite and Write calls that wrote something
 }
 
 func (t *fakeTransport) TryWrite(p []byte) (int, error) {
@@ -36,9 +37,13 @@ func (t *fakeTransport) TryWrite(p []byte) (int, error) {
 		n := min(t.room, len(p))
 		t.room -= n
 		t.buf = append(t.buf, p[:n]...)
+		if n > 0 {
+			t.writes++
+		}
 		return n, nil
 	}
 	t.buf = append(t.buf, p...)
+	t.writes++
 	return len(p), nil
 }
 
@@ -51,6 +56,7 @@ func (t *fakeTransport) Write(bufs [][]byte) error {
 	for _, b := range bufs {
 		t.buf = append(t.buf, b...)
 	}
+	t.writes++
 	return nil
 }
 
