@@ -356,6 +356,8 @@ func sampleValue(k schema.Key, files testFiles) sample {
 		"session.private_prefix":    {`"="`, "=", "="},
 		"session.max_message_bytes": {"1024", "1024", "1024"},
 		"session.queue_bytes":       {"8388608", "8388608", "8388608"},
+		"socketio.path":             {`"/sio/"`, "/sio/", "/sio/"},
+		"socketio.max_payload":      {"2048", "2048", "2048"},
 		"admin.listen":              {`"127.0.0.1:6999"`, "127.0.0.1:6999", "127.0.0.1:6999"},
 		"log.level":                 {`"debug"`, "debug", "debug"},
 		"log.format":                {`"json"`, "json", "json"},

@@ -290,6 +290,7 @@ func (g *Gateway) attach(socket *gws.Conn, sc *socketConn, response []byte, id s
 	switch {
 	case err == nil:
 		socket.Session().(*connRef).c = c
+		g.wsConns.Add(1)
 	case !errors.Is(err, session.ErrDraining): // the hub closes those itself
 		_ = t.Close(session.DisconnectGoingAway)
 	}

@@ -20,6 +20,17 @@ import (
 // (Listen, Workers and Drain filled in for tests) over a hub with scfg.
 func startGatewayWith(tb testing.TB, cfg Config, scfg session.Config) *Gateway {
 	tb.Helper()
+	g := newGatewayWith(tb, cfg, scfg)
+	if err := g.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return g
+}
+
+// newGatewayWith is startGatewayWith but for Start; it is shut down when
+// the test ends.
+func newGatewayWith(tb testing.TB, cfg Config, scfg session.Config) *Gateway {
+	tb.Helper()
 	if scfg.Node == "" {
 		scfg.Node = "g1"
 	}
@@ -33,9 +44,6 @@ func startGatewayWith(tb testing.TB, cfg Config, scfg session.Config) *Gateway {
 	}
 	g, err := New(cfg, hub)
 	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := g.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = stopGateway(g) })

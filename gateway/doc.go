@@ -16,8 +16,15 @@
 // arrive, and a lingering close after every close frame, so that a client
 // that has not read yet still finds it.
 //
-// It does not own the protocol: every frame a client sends goes to a
-// session.Hub, and every byte a client receives was framed by it.
+// It serves handlers mounted on its port too (Mount: the Socket.IO
+// server), and gives them what /ws has (edge.go): the same admission
+// (Admit, AllowedOrigin, ClientIP), and sockets (Upgrade) held to the same
+// bounds and limits and waited for by Shutdown, whose frames go to the
+// handler instead of the hub.
+//
+// It does not own the protocol: every frame a /ws client sends goes to a
+// session.Hub, and every byte a client receives was framed by the hub or
+// by the handler that upgraded its socket.
 //
 // Gateway methods are safe to call from several goroutines; Shutdown may be
 // called more than once.

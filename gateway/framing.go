@@ -359,12 +359,30 @@ func (c *socketConn) readFailed(err error) error {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(c.g.cfg.WriteTimeout + closeLinger))
 	c.mu.Unlock()
 	if c.t != nil && c.t.socket != nil {
-		if sess := connOf(c.t.socket); sess != nil {
-			c.g.log.Debug("frame timeout", "conn", sess.ID(), "remote", c.RemoteAddr().String())
-			sess.Close(session.DisconnectFrameTimeout)
-		}
+		c.frameTimedOut()
 	}
 	return nil
+}
+
+// frameTimedOut closes, with 1008, the connection whose frame did not
+// arrive in time.
+func (c *socketConn) frameTimedOut() {
+	d := session.DisconnectFrameTimeout
+	switch ref := c.t.socket.Session().(type) {
+	case *connRef:
+		// Through the session: the close frame follows what is queued
+		// for the client.
+		if sess := ref.c; sess != nil {
+			c.g.log.Debug("frame timeout", "conn", sess.ID(), "remote", c.RemoteAddr().String())
+			sess.Close(d)
+		}
+	case *edgeRef:
+		// The queue is the socket's owner's, out of reach: the close frame
+		// goes at the next frame boundary, and the owner learns through
+		// closed once the read loop ends.
+		c.g.log.Debug("frame timeout", "remote", c.RemoteAddr().String())
+		_ = c.t.socket.WriteClose(uint16(d.Code), []byte(d.Reason))
+	}
 }
 
 // adopt takes over b, the bytes that a handshake reader read past the

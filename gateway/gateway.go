@@ -32,7 +32,8 @@ type Gateway struct {
 	trusted  []netip.Prefix
 	origins  originPolicy
 	mode     sticky.Mode
-	upgrader *gws.Upgrader
+	upgrader *gws.Upgrader // /ws: frames go to the hub
+	edge     *gws.Upgrader // Upgrade: frames go to the caller (edge.go)
 	srv      *http.Server
 	registry *prometheus.Registry
 	maxConns int         // the effective MaxConnections
@@ -44,6 +45,18 @@ type Gateway struct {
 	// it: net/http (connState), socketConn, or the handshake's refusals.
 	open     atomic.Int64
 	refusing atomic.Int64 // refusals of a full node lingering now
+	// wsConns counts the hub's /ws connections: from the hub's Connect to
+	// the end of their read loop (pushgrid_connections{transport="ws"}).
+	wsConns atomic.Int64
+
+	// builtin are the paths of the gateway's own routes; Mount refuses a
+	// pattern that would take any of them. mounts, nil until the first
+	// Mount, is set before Start and only read once serving.
+	builtin []string
+	mounts  *http.ServeMux
+
+	countMu sync.Mutex
+	counts  map[string]int64 // guarded by countMu; CountConnections' figures by transport
 
 	mu        sync.Mutex
 	listeners []net.Listener // guarded by mu; the workers' sockets
@@ -68,15 +81,9 @@ func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 	if g.maxConns == 0 {
 		g.maxConns = MaxConnectionsFor(openFileLimit())
 	}
-	g.upgrader = gws.NewUpgrader(&events{hub: hub}, &gws.ServerOption{
-		ReadMaxPayloadSize: hub.Config().MaxMessageBytes,
-		ReadBufferSize:     readBufferSize,
-		CheckUtf8Enabled:   true,
-		HandshakeTimeout:   cfg.WriteTimeout,
-		NewSession:         func() gws.SessionStorage { return new(connRef) },
-		Recovery:           gws.Recovery,
-	})
-	registry, err := newRegistry(hub, cfg.Metrics)
+	g.upgrader = gws.NewUpgrader(&events{hub: hub, wsConns: &g.wsConns}, g.wsOptions(func() gws.SessionStorage { return new(connRef) }))
+	g.edge = gws.NewUpgrader(edgeEvents{}, g.wsOptions(func() gws.SessionStorage { return new(edgeRef) }))
+	registry, err := newRegistry(g, cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("gateway.metrics: %w", err)
 	}
@@ -92,6 +99,20 @@ func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 	// handler. (A hijacked connection's deadlines are cleared.)
 	g.srv.WriteTimeout = cfg.WriteTimeout
 	return g, nil
+}
+
+// wsOptions are the options of the gateway's upgraders: the bounds of
+// every client socket, whoever reads its frames. newSession makes the
+// socket's storage, which says who that is.
+func (g *Gateway) wsOptions(newSession func() gws.SessionStorage) *gws.ServerOption {
+	return &gws.ServerOption{
+		ReadMaxPayloadSize: g.maxFrame,
+		ReadBufferSize:     readBufferSize,
+		CheckUtf8Enabled:   true,
+		HandshakeTimeout:   g.cfg.WriteTimeout,
+		NewSession:         newSession,
+		Recovery:           gws.Recovery,
+	}
 }
 
 // httpServer is an http.Server for h with the gateway's request timeouts:
@@ -190,27 +211,46 @@ func withTLSState(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
+// routes is the gateway's handler: the handlers of Mount first, then its
+// own GET routes. Mounted handlers come first, in a mux of their own: a
+// pattern such as "/socket.io/" (any method) conflicts with "GET /" in one
+// mux, which panics on it.
 func (g *Gateway) routes() http.Handler {
+	own := []struct {
+		path string
+		h    http.Handler
+	}{
+		{"/ws", http.HandlerFunc(g.serveWS)},
+		{"/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte("ok\n"))
+		})},
+		{"/readyz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if !g.ready.Load() {
+				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("ready\n"))
+		})},
+		{"/metrics", metricsHandler(g.registry)},
+		{"/", demoHandler()}, // and 404 for every path no route takes
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", g.serveWS)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !g.ready.Load() {
-			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", metricsHandler(g.registry))
-	mux.Handle("GET /", demoHandler())
+	for _, r := range own {
+		mux.Handle(http.MethodGet+" "+r.path, r.h)
+		g.builtin = append(g.builtin, r.path)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if i, ok := r.Context().Value(workerKey{}).(int); ok {
 			w.Header().Set("X-Pushgrid-Worker", strconv.Itoa(i))
 		}
 		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
 			r.TLS = st
+		}
+		if g.mounts != nil {
+			if h, pattern := g.mounts.Handler(r); pattern != "" {
+				h.ServeHTTP(w, r)
+				return
+			}
 		}
 		mux.ServeHTTP(w, r)
 	})
@@ -316,15 +356,33 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, he.Status, he.Msg)
 		return
 	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		writeJSONError(w, http.StatusInternalServerError, "this connection cannot be upgraded")
-		return
-	}
-	conn, rw, err := hj.Hijack()
+	conn, pending, err := hijack(w)
 	if err != nil {
 		g.log.Debug("hijack failed", "remote", r.RemoteAddr, "err", err)
 		return
+	}
+	sc := &socketConn{Conn: conn, g: g}
+	socket, err := g.upgrader.UpgradeFromConn(sc, bufio.NewReaderSize(sc, readBufferSize), r)
+	if err != nil {
+		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return // gws answered 400 and closed sc
+	}
+	sc.adopt(pending)
+	g.attach(socket, sc, nil, id, r)
+}
+
+// hijack takes a request's connection from net/http for a WebSocket: the
+// socket, and the bytes the client sent after the request. If w cannot be
+// hijacked it answers 500.
+func hijack(w http.ResponseWriter) (net.Conn, []byte, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeJSONError(w, http.StatusInternalServerError, "this connection cannot be upgraded")
+		return nil, nil, errors.New("gateway: hijack: the response writer is no http.Hijacker")
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: hijack: %w", err)
 	}
 	// The request's read and write deadlines are net/http's, not the
 	// WebSocket's.
@@ -340,14 +398,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		conn = rc.Conn
 	}
-	sc := &socketConn{Conn: conn, g: g}
-	socket, err := g.upgrader.UpgradeFromConn(sc, bufio.NewReaderSize(sc, readBufferSize), r)
-	if err != nil {
-		g.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
-		return // gws answered 400 and closed sc
-	}
-	sc.adopt(pending)
-	g.attach(socket, sc, nil, id, r)
+	return conn, pending, nil
 }
 
 func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r, g.trusted) }

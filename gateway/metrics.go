@@ -11,13 +11,14 @@ import (
 )
 
 // newRegistry is the registry /metrics serves: Go's and the process's
-// figures, the hub's, and extra.
-func newRegistry(hub *session.Hub, extra []prometheus.Collector) (*prometheus.Registry, error) {
+// figures, the hub's, g's connections by transport, and extra.
+func newRegistry(g *Gateway, extra []prometheus.Collector) (*prometheus.Registry, error) {
 	r := prometheus.NewRegistry()
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&hubCollector{hub: hub},
+		&hubCollector{hub: g.hub},
+		transportCollector{g: g},
 	)
 	for _, c := range extra {
 		if err := r.Register(c); err != nil {
@@ -31,8 +32,12 @@ func metricsHandler(r *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(r, promhttp.HandlerOpts{})
 }
 
+// helpConnections is the help of pushgrid_connections, with or without
+// the transport label: one family has one help.
+const helpConnections = "Client connections on this node: without labels, all of them; with transport (ws, sio-polling, sio-websocket), those of one kind."
+
 var (
-	descConnections   = prometheus.NewDesc("pushgrid_connections", "Client connections on this node.", nil, nil)
+	descConnections   = prometheus.NewDesc("pushgrid_connections", helpConnections, nil, nil)
 	descChannels      = prometheus.NewDesc("pushgrid_channels", "Channels with members on this node.", nil, nil)
 	descReceived      = prometheus.NewDesc("pushgrid_messages_received_total", "Frames received from clients.", nil, nil)
 	descDelivered     = prometheus.NewDesc("pushgrid_messages_delivered_total", "Frames handed to client connections.", nil, nil)
@@ -61,5 +66,37 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.Dropped))
 	for _, code := range session.Codes {
 		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.Errors[code]), string(code))
+	}
+}
+
+// descTransportConnections is pushgrid_connections by transport. Its
+// series share the family of the unlabelled total, which keeps its
+// meaning (every hub connection, whatever its transport).
+var descTransportConnections = prometheus.NewDesc("pushgrid_connections", helpConnections, []string{"transport"}, nil)
+
+// transportWS is the transport label of the hub's /ws connections.
+const transportWS = "ws"
+
+// transportCollector reports pushgrid_connections{transport}: "ws" as the
+// gateway counts it, the others as mounted handlers do (CountConnections).
+// A registry refuses two descriptions of one family with different labels,
+// so it describes nothing: it is an unchecked collector, which may add
+// labelled series to the family of the hub's unlabelled total.
+type transportCollector struct{ g *Gateway }
+
+func (transportCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c transportCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descTransportConnections, prometheus.GaugeValue, float64(c.g.wsConns.Load()), transportWS)
+	// Made under the lock, sent after it: a send waits for the scrape,
+	// and CountConnections, on mounted handlers' connects, must not.
+	c.g.countMu.Lock()
+	ms := make([]prometheus.Metric, 0, len(c.g.counts))
+	for transport, n := range c.g.counts {
+		ms = append(ms, prometheus.MustNewConstMetric(descTransportConnections, prometheus.GaugeValue, float64(n), transport))
+	}
+	c.g.countMu.Unlock()
+	for _, m := range ms {
+		ch <- m
 	}
 }

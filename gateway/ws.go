@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,7 +41,10 @@ func liveConn(socket *gws.Conn) *session.Conn {
 
 // events turns gws callbacks into hub calls. They all run on the
 // connection's read goroutine.
-type events struct{ hub *session.Hub }
+type events struct {
+	hub     *session.Hub
+	wsConns *atomic.Int64 // Gateway.wsConns
+}
 
 var _ gws.Event = (*events)(nil)
 
@@ -77,6 +81,7 @@ func (e *events) OnMessage(s *gws.Conn, m *gws.Message) {
 func (e *events) OnClose(s *gws.Conn, err error) {
 	if c := connOf(s); c != nil {
 		e.hub.ReadEnded(c, err)
+		e.wsConns.Add(-1)
 	}
 	if sc, ok := s.NetConn().(*socketConn); ok {
 		sc.finish()

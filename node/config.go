@@ -15,6 +15,7 @@ import (
 	"github.com/pushgrid/pushgrid/internal/loopback"
 	"github.com/pushgrid/pushgrid/internal/schema"
 	"github.com/pushgrid/pushgrid/session"
+	"github.com/pushgrid/pushgrid/socketio"
 )
 
 // Config is a node's whole configuration; its TOML form is the
@@ -26,6 +27,8 @@ type Config struct {
 	NATS    broker.Config  `toml:"nats" embed:""`
 	Session session.Config `toml:"session" embed:""`
 	Auth    auth.Config    `toml:"auth" embed:""`
+	// SocketIO is the Socket.IO server on the gateway port (PROTOCOL.md §8).
+	SocketIO socketio.Config `toml:"socketio" embed:""`
 	// Channels are the channel rules, the [[channels]] tables (PROTOCOL.md
 	// §5), first match wins; they are read from the file only.
 	Channels []session.Rule `toml:"channels" kong:"-"`
@@ -86,7 +89,7 @@ func (c *Config) derive() {
 	if c.NATS.ClusterListen == "" && len(c.NATS.Seeds) > 0 {
 		c.NATS.ClusterListen = broker.DefaultClusterListen
 	}
-	c.NATS.Node, c.Session.Node = c.Node, c.Node
+	c.NATS.Node, c.Session.Node, c.SocketIO.Node = c.Node, c.Node, c.Node
 	c.Session.Rules = c.Channels
 	c.Session.Leeway = c.Auth.Leeway
 	// The largest payload the node publishes: a client frame whole (a
@@ -113,7 +116,7 @@ func (c Config) Check() error {
 		// The parts check the name too: say it once.
 		c.NATS.Node, c.Session.Node = "n", "n"
 	}
-	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, &c.Auth, c.Admin, c.Log} {
+	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, &c.Auth, &c.SocketIO, c.Admin, c.Log} {
 		if err := part.Check(); err != nil {
 			errs = append(errs, err)
 		}

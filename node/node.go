@@ -19,6 +19,7 @@ import (
 	"github.com/pushgrid/pushgrid/gateway"
 	"github.com/pushgrid/pushgrid/internal/loopback"
 	"github.com/pushgrid/pushgrid/session"
+	"github.com/pushgrid/pushgrid/socketio"
 )
 
 // Node is one pushgrid node.
@@ -28,6 +29,7 @@ type Node struct {
 	broker  *broker.Broker
 	hub     *session.Hub
 	gateway *gateway.Gateway
+	sio     *socketio.Server
 	admin   *http.Server // nil when admin.listen is empty
 	anyUser bool         // no auth: a client names its own user
 
@@ -87,6 +89,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	cfg.Session.Logger = log.With("component", "session")
 	cfg.Gateway.Logger = log.With("component", "gateway")
 	cfg.Auth.Logger = log.With("component", "auth")
+	cfg.SocketIO.Logger = log.With("component", "socketio")
 	cfg.NATS.Status = n.status
 
 	b, err := broker.New(cfg.NATS)
@@ -118,7 +121,14 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.broker, n.hub, n.gateway = b, hub, gw
+	sio, err := socketio.New(cfg.SocketIO, hub, gw)
+	if err != nil {
+		return nil, err
+	}
+	if err := gw.Mount(sio.Path(), sio); err != nil {
+		return nil, fmt.Errorf("socketio.path: %w", err)
+	}
+	n.broker, n.hub, n.gateway, n.sio = b, hub, gw, sio
 	n.anyUser = cfg.Gateway.Authorize == nil
 	if cfg.Admin.Listen != "" {
 		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }, cfg.Admin.Token))
@@ -195,13 +205,14 @@ func (n *Node) shutdown(ctx context.Context) error {
 	drain, cancel := context.WithTimeout(ctx, n.cfg.Gateway.Drain)
 	errHub := n.hub.Shutdown(drain)
 	cancel()
+	errSIO := n.sio.Shutdown(ctx)
 	errGW := n.gateway.Shutdown(ctx)
 	if n.adminLn != nil {
 		_ = n.admin.Close()
 		n.adminRun.Wait()
 	}
 	errB := n.broker.Shutdown(ctx)
-	return errors.Join(errHub, errGW, errB)
+	return errors.Join(errHub, errSIO, errGW, errB)
 }
 
 // status is what the node's heartbeats tell the cluster.

@@ -1,0 +1,259 @@
+package socketio
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pushgrid/pushgrid/session"
+)
+
+// Edge is what the server needs from the gateway it is mounted on: the
+// admission and identity of a client as for the native /ws, and WebSocket
+// upgrades whose sockets it reads itself.
+type Edge interface {
+	// Admit decides whether r may open a session, and who it is. On
+	// refusal status is the HTTP status and err says why.
+	Admit(r *http.Request) (id session.Identity, status int, err error)
+	// AllowedOrigin reports whether a browser page at r's Origin may use
+	// the gateway; true when r has none.
+	AllowedOrigin(r *http.Request) bool
+	// ClientIP is r's client address, after trusted proxies.
+	ClientIP(r *http.Request) netip.Addr
+	// Upgrade upgrades r to a WebSocket: its text messages go to in, in
+	// order, on one goroutine (in copies what it keeps); closed is called
+	// once when the socket has ended. The transport writes complete
+	// WebSocket frames.
+	Upgrade(w http.ResponseWriter, r *http.Request, in func(data []byte), closed func(error)) (session.Transport, error)
+	// CountConnections adds delta to the hub connections counted under
+	// transport in the connections gauge.
+	CountConnections(transport string, delta int)
+}
+
+// Engine.IO's error answers, by the codes its clients know.
+var (
+	errTransportUnknown = engineError{http.StatusBadRequest, 0, "Transport unknown"}
+	errSessionUnknown   = engineError{http.StatusBadRequest, 1, "Session ID unknown"}
+	errBadRequest       = engineError{http.StatusBadRequest, 3, "Bad request"}
+	errForbidden        = engineError{http.StatusForbidden, 4, "Forbidden"}
+	errProtocol         = engineError{http.StatusBadRequest, 5, "Unsupported protocol version"}
+)
+
+// engineError is an Engine.IO error answer: {"code":C,"message":M}.
+type engineError struct {
+	status  int
+	code    int
+	message string
+}
+
+func (e engineError) write(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{e.code, e.message})
+}
+
+// Server serves Socket.IO clients of one hub. Every session lives on the
+// node that opened it, which its id names.
+type Server struct {
+	cfg  Config
+	hub  *session.Hub
+	edge Edge
+	log  *slog.Logger
+	// maxPacket bounds one Socket.IO packet: a native frame's bound, plus
+	// what the event's envelope adds.
+	maxPacket int
+
+	mu       sync.Mutex
+	sessions map[string]*engineSession // guarded by mu
+	closed   bool                      // guarded by mu
+	live     sync.WaitGroup            // sessions not yet ended
+}
+
+// New checks cfg and returns a server for hub behind edge.
+func New(cfg Config, hub *session.Hub, edge Edge) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if !session.ValidNode(cfg.Node) {
+		return nil, errors.New("socketio: a valid node name is required")
+	}
+	return &Server{cfg: cfg, hub: hub, edge: edge, log: cfg.Logger,
+		maxPacket: hub.Config().MaxMessageBytes + 256, sessions: make(map[string]*engineSession)}, nil
+}
+
+// Path is where the server is to be mounted.
+func (s *Server) Path() string { return s.cfg.Path }
+
+// ServeHTTP serves one Engine.IO request: a handshake (no sid), a poll
+// (GET), a post of packets (POST) or a WebSocket, new or upgrading a
+// session.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.cors(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	if q.Get("EIO") != "4" {
+		errProtocol.write(w)
+		return
+	}
+	transport := q.Get("transport")
+	if transport != "polling" && transport != "websocket" {
+		errTransportUnknown.write(w)
+		return
+	}
+	sid := q.Get("sid")
+	if sid == "" {
+		if r.Method != http.MethodGet {
+			errBadRequest.write(w)
+			return
+		}
+		s.open(w, r, transport == "websocket")
+		return
+	}
+	es := s.session(sid)
+	if es == nil {
+		errSessionUnknown.write(w)
+		return
+	}
+	switch {
+	case transport == "websocket" && r.Method == http.MethodGet:
+		es.upgrade(w, r)
+	case transport == "polling" && r.Method == http.MethodGet:
+		es.poll(w, r)
+	case transport == "polling" && r.Method == http.MethodPost:
+		es.post(w, r)
+	default:
+		errBadRequest.write(w)
+	}
+}
+
+// cors answers what a browser page of another origin needs, and refuses
+// pages of origins gateway.origins does not allow; it reports whether the
+// request goes on.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return r.Method != http.MethodOptions || writeNoContent(w)
+	}
+	if !s.edge.AllowedOrigin(r) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, "{\"error\":\"origin not allowed\"}\n")
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Add("Vary", "Origin")
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST")
+		if rh := r.Header.Get("Access-Control-Request-Headers"); rh != "" {
+			h.Set("Access-Control-Allow-Headers", rh)
+		}
+		h.Set("Access-Control-Max-Age", "600")
+		return writeNoContent(w)
+	}
+	return true
+}
+
+func writeNoContent(w http.ResponseWriter) bool {
+	w.WriteHeader(http.StatusNoContent)
+	return false
+}
+
+// newSID is a session id: the owner node, '.', and 20 random letters and
+// digits. The owner is readable from the id, so that any node can send a
+// request to the node that holds the session.
+func (s *Server) newSID() string {
+	return s.cfg.Node + "." + rand.Text()[:20]
+}
+
+// OwnerOf is the node a session id names, "" when it names none.
+func OwnerOf(sid string) string {
+	node, _, ok := strings.Cut(sid, ".")
+	if !ok || !session.ValidNode(node) {
+		return ""
+	}
+	return node
+}
+
+// open starts a session: by long-polling (answered with the open packet)
+// or on a WebSocket (the open packet is its first frame).
+func (s *Server) open(w http.ResponseWriter, r *http.Request, websocket bool) {
+	es := newEngineSession(s, s.newSID(), r)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		errForbidden.write(w)
+		return
+	}
+	s.sessions[es.sid] = es
+	s.live.Add(1)
+	s.mu.Unlock()
+	if websocket {
+		es.openWebSocket(w, r)
+		return
+	}
+	es.openPolling(w)
+}
+
+func (s *Server) session(sid string) *engineSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[sid]
+}
+
+// forget drops an ended session.
+func (s *Server) forget(es *engineSession) {
+	s.mu.Lock()
+	if s.sessions[es.sid] == es {
+		delete(s.sessions, es.sid)
+		s.live.Done()
+	}
+	s.mu.Unlock()
+}
+
+// Shutdown ends every session that has not connected to the hub yet (the
+// hub's own Shutdown closes the others, with 1001) and waits, until ctx
+// ends, for all to be gone. New sessions are refused from the call on.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	var pending []*engineSession
+	for _, es := range s.sessions {
+		pending = append(pending, es)
+	}
+	s.mu.Unlock()
+	for _, es := range pending {
+		if es.conn() == nil {
+			es.end(errShutdown)
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.live.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errShutdown = errors.New("socketio: the node is shutting down")
+
+// pollLimit is the longest a poll waits for packets: a ping comes every
+// ping interval, so a poll that waits longer than that and the timeout
+// has a client that is gone.
+func (s *Server) pollLimit() time.Duration { return s.cfg.PingInterval + s.cfg.PingTimeout }
