@@ -4,11 +4,16 @@ package main
 // by testdata/socketio/client.mjs.
 
 import (
+	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
+
+	"github.com/pushgrid/pushgrid/socketio"
 )
 
 // sioBasics is the scenario every transport must pass: the welcome event,
@@ -87,5 +92,262 @@ func TestSocketIOTransports(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSocketIOAnyNode: three nodes behind a round-robin proxy with no
+// stickiness, so a session's polls, posts and upgrade land on every node;
+// each transport works through it, with no "Session ID unknown", no
+// connect_error, nothing lost or doubled.
+func TestSocketIOAnyNode(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var backends []string
+	for _, n := range nodes {
+		backends = append(backends, strings.TrimPrefix(n.http, "http://"))
+	}
+	proxy := startRRProxy(t, backends...)
+	nc := natsConnect(t, nodes[1].nats)
+	backendSubscribe(t, nc, "push.recv.order", func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"ok":true,"item":"tea"}`))
+	}, nodes[0])
+	for _, n := range nodes {
+		awaitSubject(t, n.broker.Server(), "push.recv.order", 1)
+	}
+	for _, tc := range []struct {
+		name       string
+		transports []string
+	}{
+		{"polling", []string{"polling"}},
+		{"websocket", []string{"websocket"}},
+		{"upgrade", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			watcher := dial(t, nodes[2].ws, dialOpts{query: "?user=watcher"})
+			watcher.join("room")
+			awaitInterest(t, nodes, "room", 1)
+			c := startSIOClient(t, tc.name, sioBasics("http://"+proxy.addr(), tc.transports))
+			owner := socketio.OwnerOf(c.next("connect", nil).SID)
+			c.next("sync", nil)
+			// The client's join reached its session's owner: wait until
+			// every node routes the channel there too before publishing.
+			memberNodes := 2
+			if owner == nodes[2].name {
+				memberNodes = 1 // the watcher's node
+			}
+			awaitInterest(t, nodes, "room", memberNodes)
+			for subject, p := range map[string]string{"push.chan.room": `{"type":"news","n":1}`, "push.user.sio1": `plain text`} {
+				if err := nc.Publish(subject, []byte(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := nc.Publish("push.user.sio1", []byte(`[1,2]`)); err != nil {
+				t.Fatal(err)
+			}
+			c.release()
+			if code := c.wait(20 * time.Second); code != 0 {
+				t.Fatalf("driver exit %d", code)
+			}
+			counts := map[string]int{}
+			for _, l := range c.all() {
+				switch {
+				case l.Ev == "connect_error" || l.Ev == "fail":
+					t.Errorf("unexpected %s", l)
+				case l.Ev == "event":
+					counts[l.Name]++
+				}
+			}
+			for name, want := range map[string]int{"welcome": 1, "chat": 1, "news": 1, "message": 2, "left": 1} {
+				if counts[name] != want {
+					t.Errorf("%d %q events, want %d (all: %v)", counts[name], name, want, counts)
+				}
+			}
+			if f := watcher.next("chat"); f["msg"] != "hi" || f.str("user") != "sio1" {
+				t.Fatalf("watcher got %v", f)
+			}
+			if total := proxy.counts(); tc.transports == nil || tc.transports[0] == "polling" {
+				spread := 0
+				for _, n := range total {
+					if n > 0 {
+						spread++
+					}
+				}
+				if spread < 3 {
+					t.Fatalf("requests per node %v: the proxy did not spread the session", total)
+				}
+			}
+		})
+	}
+}
+
+// TestSocketIOHeartbeat: sessions idle through several ping intervals and
+// stay connected, polling and upgraded alike; one that stops answering
+// pings is dropped within ping_interval + ping_timeout and leaves its
+// channels.
+func TestSocketIOHeartbeat(t *testing.T) {
+	n := startTestNode(t, "n1", nil, "--socketio-ping-interval", "200ms", "--socketio-ping-timeout", "300ms")
+	watcher := dial(t, n.ws, dialOpts{query: "?user=watcher"})
+	watcher.join("hb")
+	url := "http://" + strings.TrimPrefix(n.http, "http://")
+	idle := func(user string, transports []string) sioScenario {
+		opts := map[string]any{"auth": map[string]any{"user": user}}
+		if transports != nil {
+			opts["transports"] = transports
+		}
+		return sioScenario{URL: url, Options: opts, Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "emit", Event: "join", Args: []any{"hb"}, Ack: "j"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j"}},
+			{Do: "wait", MS: 1200}, // six ping intervals
+			{Do: "emit", Event: "ping", Ack: "p"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "p", "args": []any{map[string]any{"type": "pong"}}}},
+			{Do: "disconnect"},
+		}}
+	}
+	polling := startSIOClient(t, "polling", idle("idle-polling", []string{"polling"}))
+	upgraded := startSIOClient(t, "upgraded", idle("idle-upgraded", nil))
+	silent := startSIOClient(t, "silent", sioScenario{URL: url, Options: map[string]any{"auth": map[string]any{"user": "silent"}},
+		Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "emit", Event: "join", Args: []any{"hb"}, Ack: "j"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j"}},
+			{Do: "stop_pongs"},
+			{Do: "expect", Match: map[string]any{"ev": "disconnect"}, Timeout: 5000},
+		}})
+	for name, c := range map[string]*sioClient{"polling": polling, "upgraded": upgraded} {
+		if code := c.wait(10 * time.Second); code != 0 {
+			t.Fatalf("%s: driver exit %d", name, code)
+		}
+		for _, l := range c.all() {
+			if l.Ev == "disconnect" && l.Reason != "io client disconnect" {
+				t.Fatalf("%s dropped while idle: %s", name, l)
+			}
+		}
+	}
+	if code := silent.wait(10 * time.Second); code != 0 {
+		t.Fatalf("silent: driver exit %d", code)
+	}
+	// The server dropped it: the others are told it left.
+	watcher.nextWhere("control", func(f frame) bool { return f.str("user") == "silent" && f.str("msg") == "left" })
+}
+
+// TestSocketIOOwnerDies: the node that owns a session is killed; the client
+// reconnects, through the proxy, to another node and joins again.
+func TestSocketIOOwnerDies(t *testing.T) {
+	nodes := startCluster(t, 3, "--socketio-ping-interval", "300ms", "--socketio-ping-timeout", "300ms", "--drain", "0s")
+	var backends []string
+	for _, n := range nodes {
+		backends = append(backends, strings.TrimPrefix(n.http, "http://"))
+	}
+	proxy := startRRProxy(t, backends...)
+	c := startSIOClient(t, "client", sioScenario{URL: "http://" + proxy.addr(),
+		Options: map[string]any{"auth": map[string]any{"user": "phoenix"}, "reconnection": true,
+			"reconnectionDelay": 100, "reconnectionDelayMax": 500},
+		Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "emit", Event: "join", Args: []any{"ash"}, Ack: "j1"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j1"}},
+			{Do: "sync", Label: "kill"},
+			{Do: "expect", Match: map[string]any{"ev": "disconnect"}, Timeout: 5000},
+			{Do: "expect", Match: map[string]any{"ev": "connect"}, Timeout: 10000},
+			{Do: "emit", Event: "join", Args: []any{"ash"}, Ack: "j2"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j2", "args": []any{map[string]any{"type": "joined"}}}},
+			{Do: "sync", Label: "publish"},
+			{Do: "expect", Match: map[string]any{"ev": "event", "name": "news"}},
+			{Do: "disconnect"},
+		}})
+	owner := socketio.OwnerOf(c.next("connect", nil).SID)
+	c.next("sync", nil)
+	var alive []*testNode
+	for _, n := range nodes {
+		if n.name == owner {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = n.Shutdown(ctx)
+			cancel()
+			continue
+		}
+		alive = append(alive, n)
+	}
+	if len(alive) != 2 {
+		t.Fatalf("owner %q is not one of the nodes", owner)
+	}
+	c.release()
+	again := c.next("connect", nil)
+	if o := socketio.OwnerOf(again.SID); o == owner || o == "" {
+		t.Fatalf("reconnected to %q", o)
+	}
+	c.next("sync", nil)
+	awaitInterest(t, alive, "ash", 1)
+	nc := natsConnect(t, alive[0].nats)
+	if err := nc.Publish("push.chan.ash", []byte(`{"type":"news"}`)); err != nil {
+		t.Fatal(err)
+	}
+	c.release()
+	if code := c.wait(15 * time.Second); code != 0 {
+		t.Fatalf("driver exit %d", code)
+	}
+	for _, l := range c.all() {
+		if l.Ev == "connect_error" {
+			t.Errorf("unexpected %s", l)
+		}
+	}
+}
+
+// TestSocketIOAuth: with auth.mode jwt, the CONNECT packet's auth payload
+// carries the token; a bad one is a connect_error with the reason, and a
+// good one names the user whatever auth.user says.
+func TestSocketIOAuth(t *testing.T) {
+	n := startTestNode(t, "n1", nil, "--auth", "jwt", "--auth-secret", testSecret)
+	url := "http://" + strings.TrimPrefix(n.http, "http://")
+	good := signed(t, jwt.MapClaims{"sub": "ada", "exp": time.Now().Add(time.Hour).Unix()})
+	ok := startSIOClient(t, "good", sioScenario{URL: url, Options: map[string]any{"auth": map[string]any{"token": good, "user": "mallory"}},
+		Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "expect", Match: map[string]any{"ev": "event", "name": "welcome", "args": []any{map[string]any{"user": "ada"}}}},
+			{Do: "disconnect"},
+		}})
+	bad := startSIOClient(t, "bad", sioScenario{URL: url, Options: map[string]any{"auth": map[string]any{"token": "forged"}},
+		Steps: []sioStep{{Do: "connect"}}})
+	if code := ok.wait(10 * time.Second); code != 0 {
+		t.Fatalf("good token: driver exit %d", code)
+	}
+	bad.wait(10 * time.Second)
+	l := bad.next("connect_error", nil)
+	if !strings.HasPrefix(l.Message, "invalid token: ") {
+		t.Fatalf("connect_error %s", l)
+	}
+}
+
+// TestSocketIOCORS: a page of an allowed origin gets CORS answers with
+// credentials, preflight included; another origin gets 403.
+func TestSocketIOCORS(t *testing.T) {
+	n := startTestNode(t, "n1", nil, "--origin", "https://app.example")
+	do := func(method, origin string) *http.Response {
+		req, err := http.NewRequest(method, n.http+"/socket.io/?EIO=4&transport=polling", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Headers", "content-type")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, method := range []string{http.MethodOptions, http.MethodGet} {
+		resp := do(method, "https://app.example")
+		if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" || resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
+			t.Fatalf("%s: %d %v", method, resp.StatusCode, resp.Header)
+		}
+		if method == http.MethodOptions && (resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Headers") != "content-type") {
+			t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+		}
+		if method == http.MethodGet && resp.StatusCode != http.StatusOK {
+			t.Fatalf("handshake: %d", resp.StatusCode)
+		}
+		if resp := do(method, "https://evil.example"); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("%s from another origin: %d %v", method, resp.StatusCode, resp.Header)
+		}
 	}
 }

@@ -121,7 +121,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	sio, err := socketio.New(cfg.SocketIO, hub, gw)
+	sio, err := socketio.New(cfg.SocketIO, hub, gw, b)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +148,12 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = true
 	if err := n.broker.Start(ctx, n.hub); err != nil {
 		return err
+	}
+	// Other nodes relay here the requests of Socket.IO sessions this
+	// node holds.
+	if err := n.broker.HandleRelay(n.sio.HandleRelay); err != nil {
+		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		return fmt.Errorf("socketio relay: %w", err)
 	}
 	if err := n.gateway.Start(ctx); err != nil {
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))

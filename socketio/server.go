@@ -74,14 +74,22 @@ type Server struct {
 	// what the event's envelope adds.
 	maxPacket int
 
+	relayTo Relay // nil: a node alone, sessions of other nodes are unknown
+
+	pipesMu sync.Mutex
+	pipes   map[string]*probeSocket // guarded by pipesMu; sockets piped here from other nodes, by pipe id
+	ends    map[string]*pipeEnd     // guarded by pipesMu; sockets here piped to other nodes, by pipe id
+
 	mu       sync.Mutex
 	sessions map[string]*engineSession // guarded by mu
 	closed   bool                      // guarded by mu
 	live     sync.WaitGroup            // sessions not yet ended
 }
 
-// New checks cfg and returns a server for hub behind edge.
-func New(cfg Config, hub *session.Hub, edge Edge) (*Server, error) {
+// New checks cfg and returns a server for hub behind edge, reaching the
+// owners of other nodes' sessions through relay (nil for a node alone).
+// The node hands what other nodes relay to it to HandleRelay.
+func New(cfg Config, hub *session.Hub, edge Edge, relay Relay) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.Check(); err != nil {
 		return nil, err
@@ -89,8 +97,9 @@ func New(cfg Config, hub *session.Hub, edge Edge) (*Server, error) {
 	if !session.ValidNode(cfg.Node) {
 		return nil, errors.New("socketio: a valid node name is required")
 	}
-	return &Server{cfg: cfg, hub: hub, edge: edge, log: cfg.Logger,
-		maxPacket: hub.Config().MaxMessageBytes + 256, sessions: make(map[string]*engineSession)}, nil
+	return &Server{cfg: cfg, hub: hub, edge: edge, log: cfg.Logger, relayTo: relay,
+		maxPacket: hub.Config().MaxMessageBytes + 256, sessions: make(map[string]*engineSession),
+		pipes: make(map[string]*probeSocket), ends: make(map[string]*pipeEnd)}, nil
 }
 
 // Path is where the server is to be mounted.
@@ -124,6 +133,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	es := s.session(sid)
 	if es == nil {
+		if owner := OwnerOf(sid); owner != "" && owner != s.cfg.Node {
+			s.relay(w, r, sid, owner, transport)
+			return
+		}
 		errSessionUnknown.write(w)
 		return
 	}

@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -22,11 +23,24 @@ var _ session.Transport = transport{}
 
 // TryWrite takes all of p, or none of it while the client is behind.
 func (t transport) TryWrite(p []byte) (int, error) {
-	packets, err := t.es.translate(p)
+	es := t.es
+	ws, err := es.webSocket()
 	if err != nil {
 		return 0, err
 	}
-	ok, err := t.es.trySend(packets)
+	var ok bool
+	if ws != nil {
+		// As for a /ws member: one write of a buffer every member shares.
+		var frames []byte
+		if frames, err = es.translateFrames(p); err == nil {
+			ok, err = ws.trySend(frames)
+		}
+	} else {
+		var packets [][]byte
+		if packets, err = es.translate(p); err == nil {
+			ok, err = es.trySend(packets)
+		}
+	}
 	if !ok || err != nil {
 		return 0, err
 	}
@@ -35,24 +49,61 @@ func (t transport) TryWrite(p []byte) (int, error) {
 
 // Write sends every buffer, waiting while the client is behind.
 func (t transport) Write(bufs [][]byte) error {
+	es := t.es
 	for _, b := range bufs {
-		packets, err := t.es.translate(b)
+		ws, err := es.webSocket()
 		if err != nil {
 			return err
 		}
-		if err := t.es.sendWait(packets); err != nil {
+		if ws != nil {
+			frames, err := es.translateFrames(b)
+			if err != nil {
+				return err
+			}
+			// Bounded as engineSession.sendWait bounds its wait for the
+			// socket.
+			deadline := time.NewTimer(es.srv.pollLimit())
+			err = ws.sendWait(frames, deadline.C)
+			deadline.Stop()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		packets, err := es.translate(b)
+		if err != nil {
+			return err
+		}
+		if err := es.sendWait(packets); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Close ends the session from the hub's side: the client gets a
-// DISCONNECT, then the socket's close frame (with d's code and reason) or,
-// polling, the close packet.
+// webSocket is the session's WebSocket, nil while it polls. A session
+// that upgrades right after the call still gets its packets: trySend and
+// sendWait find the socket themselves.
+func (es *engineSession) webSocket() (*wsOut, error) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if es.ended {
+		return nil, errEnded
+	}
+	return es.ws, nil
+}
+
+// Close ends the session from the hub's side: the socket's close frame
+// (with d's code and reason) or, polling, the close packet. A client that
+// is sent away on purpose (4002 and up: a backend disconnected it, its
+// token expired) first gets a DISCONNECT, after which socket.io-client
+// does not reconnect by itself; one whose node shuts down, or that was
+// too slow or too fast, does, as a native client would.
 func (t transport) Close(d session.Disconnect) error {
 	es := t.es
-	_ = es.sendEngine(AppendDisconnect(nil))
+	if d.Code >= 4002 && d.Code <= 4999 {
+		_ = es.sendEngine(AppendDisconnect(nil))
+	}
 	es.mu.Lock()
 	ws := es.ws
 	es.mu.Unlock()
@@ -68,22 +119,69 @@ func (t transport) Close(d session.Disconnect) error {
 // errNotFramed is a write that is not whole WebSocket text frames.
 var errNotFramed = errors.New("socketio: the hub wrote something other than whole text frames")
 
-// translate turns the WebSocket frames in p into Socket.IO packets.
+// translate turns the WebSocket frames in p into Socket.IO packets. They
+// may be shared with other sessions: read-only.
 func (es *engineSession) translate(p []byte) ([][]byte, error) {
-	var marker []byte
-	if m := es.marker.Load(); m != nil {
-		marker = *m
+	tr, err := es.translation(p)
+	if err != nil {
+		return nil, err
 	}
-	var packets [][]byte
+	return tr.packets, nil
+}
+
+// translateFrames is translate's packets as WebSocket text frames, in one
+// buffer that may be shared with other sessions: read-only.
+func (es *engineSession) translateFrames(p []byte) ([]byte, error) {
+	tr, err := es.translation(p)
+	if err != nil {
+		return nil, err
+	}
+	return tr.frames, nil
+}
+
+// translation is p, the hub's frames, for this session. Only the answers
+// to its acks are its own, and they carry its marker: p without the
+// marker reads the same for every session, and the translation of a
+// buffer the hub hands to many (a channel's batch) is made once, in the
+// cache.
+func (es *engineSession) translation(p []byte) (*translation, error) {
+	if m := es.marker.Load(); m != nil && holds(p, *m) {
+		return translateFrames(p, *m)
+	}
+	return translations.get(p)
+}
+
+// holds is bytes.Contains(p, marker). Each member of a channel searches
+// each batch, so the common case is made quick: the marker's \u001f has a
+// backslash, which JSON text holds only in escapes, and most batches have
+// none.
+func holds(p, marker []byte) bool {
+	if bytes.IndexByte(p, '\\') < 0 && bytes.IndexByte(marker, '\\') >= 0 {
+		return false
+	}
+	return bytes.Contains(p, marker)
+}
+
+// translateFrames translates the WebSocket frames in p for a client
+// whose acks carry marker (nil: none of p's frames answers an ack).
+func translateFrames(p, marker []byte) (*translation, error) {
+	tr := &translation{frames: make([]byte, 0, len(p)+len(p)/4)}
+	var spans [][2]int // each packet's place in frames, which may move while it grows
 	for len(p) > 0 {
 		payload, rest, ok := nextFrame(p)
 		if !ok {
 			return nil, errNotFramed
 		}
-		packets = append(packets, packetOf(payload, marker))
+		packet := packetOf(payload, marker)
+		tr.frames = wsFrame(tr.frames, packet)
+		spans = append(spans, [2]int{len(tr.frames) - len(packet), len(tr.frames)})
 		p = rest
 	}
-	return packets, nil
+	tr.packets = make([][]byte, len(spans))
+	for i, s := range spans {
+		tr.packets[i] = tr.frames[s[0]:s[1]:s[1]]
+	}
+	return tr, nil
 }
 
 // nextFrame splits the first server frame (FIN, text, unmasked) off p.
@@ -167,8 +265,9 @@ func wsFrames(packets [][]byte) []byte {
 // backlog with blocking writes. It serializes the calls to the socket's
 // transport, as the transport requires.
 type wsOut struct {
-	es *engineSession
-	t  session.Transport
+	t session.Transport
+	// fail hears of a write that failed: the session ends.
+	fail func(error)
 
 	mu      sync.Mutex
 	backlog [][]byte      // guarded by mu
@@ -177,7 +276,14 @@ type wsOut struct {
 	closed  bool          // guarded by mu
 }
 
-func newWSOut(es *engineSession, t session.Transport) *wsOut { return &wsOut{es: es, t: t} }
+// newWSOut is the writer of t for es; es nil: the caller sets fail.
+func newWSOut(es *engineSession, t session.Transport) *wsOut {
+	o := &wsOut{t: t}
+	if es != nil {
+		o.fail = es.end
+	}
+	return o
+}
 
 // trySend writes frames unless a backlog is being written; false: none
 // taken.
@@ -265,7 +371,7 @@ func (o *wsOut) drain() {
 			o.writing = false
 			close(o.idle)
 			o.mu.Unlock()
-			o.es.end(err)
+			o.fail(err)
 			return
 		}
 	}

@@ -9,11 +9,39 @@ import (
 	"github.com/pushgrid/pushgrid/session"
 )
 
-// upgrade takes a polling session to a WebSocket, as Engine.IO v4 does it:
-// the client probes the socket ("2probe", answered "3probe"), the server
-// releases the pending poll with a noop, and the client's upgrade packet
-// ("5") makes the socket the session's transport. Until then the session
-// goes on polling, so nothing is lost or doubled while it moves.
+// probeSocket is a WebSocket that asks to become a polling session's
+// transport, as Engine.IO v4 does it: the client probes it ("2probe",
+// answered "3probe"), the server releases the pending poll with a noop,
+// and the client's upgrade packet ("5") makes the socket the session's
+// transport. Until then the session goes on polling, so nothing is lost or
+// doubled while it moves. The socket is on this node, or piped from
+// another (see relay.go); in and closed come from its read loop, in order.
+type probeSocket struct {
+	es       *engineSession
+	t        session.Transport
+	upgraded bool // read loop only
+}
+
+func (p *probeSocket) in(data []byte) {
+	if p.upgraded {
+		p.es.receiveFrame(data)
+		return
+	}
+	if err := p.es.probe(p.t, data, &p.upgraded); err != nil {
+		p.es.srv.log.Debug("socket.io upgrade failed", "sid", p.es.sid, "err", err)
+		_ = p.t.Close(session.Disconnect{Code: session.ClosePolicy, Reason: "bad upgrade"})
+	}
+}
+
+func (p *probeSocket) closed(err error) {
+	if p.upgraded {
+		p.es.end(socketClosed(err))
+	}
+	// A probe socket that closes before the upgrade leaves the session
+	// polling.
+}
+
+// upgrade takes a WebSocket on this node for a session of this node.
 func (es *engineSession) upgrade(w http.ResponseWriter, r *http.Request) {
 	es.mu.Lock()
 	already := es.ws != nil
@@ -24,26 +52,15 @@ func (es *engineSession) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	var ready sync.WaitGroup
 	ready.Add(1)
-	var t session.Transport
-	upgraded := false // read loop only
+	p := &probeSocket{es: es}
 	t, err := es.srv.edge.Upgrade(w, r, func(data []byte) {
 		ready.Wait()
-		if upgraded {
-			es.receiveFrame(data)
-			return
-		}
-		if err := es.probe(t, data, &upgraded); err != nil {
-			es.srv.log.Debug("socket.io upgrade failed", "sid", es.sid, "err", err)
-			_ = t.Close(session.Disconnect{Code: session.ClosePolicy, Reason: "bad upgrade"})
-		}
+		p.in(data)
 	}, func(err error) {
 		ready.Wait()
-		if upgraded {
-			es.end(socketClosed(err))
-		}
-		// A probe socket that closes before the upgrade leaves the session
-		// polling.
+		p.closed(err)
 	})
+	p.t = t
 	ready.Done()
 	if err != nil {
 		return // the edge answered the request
@@ -73,7 +90,7 @@ func (es *engineSession) probe(t session.Transport, data []byte, upgraded *bool)
 		queued := es.queue
 		es.queue, es.queued = nil, 0
 		if es.wake != nil {
-			close(es.wake) // a poll still waiting answers with nothing more
+			close(es.wake) // a poll still waiting answers with a noop
 			es.wake = nil
 		}
 		if es.room != nil {
