@@ -20,6 +20,7 @@ import (
 // BenchCmd runs the load generator against any pushgrid cluster.
 type BenchCmd struct {
 	URL        []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
+	Proto      string        `default:"${bench_proto}" enum:"${bench_protos}" help:"What subscribers speak: native (/ws), or socketio (Socket.IO over WebSocket on /socket.io/ of each --url's host, joining with emit(\"join\", channel, ack))."`
 	NATS       string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
 	Prefix     string        `default:"${bench_prefix}" help:"Subject prefix of the cluster."`
 	Subs       int           `default:"${bench_subs}" help:"Subscriber connections."`
@@ -45,6 +46,8 @@ type BenchCmd struct {
 // each default is written once.
 func benchVars() kong.Vars {
 	return kong.Vars{
+		"bench_proto":    bench.DefaultProto,
+		"bench_protos":   bench.ProtoNative + "," + bench.ProtoSocketIO,
 		"bench_prefix":   bench.DefaultPrefix,
 		"bench_subs":     strconv.Itoa(bench.DefaultSubs),
 		"bench_channels": strconv.Itoa(bench.DefaultChannels),
@@ -59,7 +62,7 @@ func benchVars() kong.Vars {
 // benchFlags names the flag of each bench.Config field that bench.Run may
 // refuse.
 var benchFlags = map[string]string{
-	"URLs": "--url", "NATS": "--nats", "Subs": "--subs", "Channels": "--channels",
+	"URLs": "--url", "Proto": "--proto", "NATS": "--nats", "Subs": "--subs", "Channels": "--channels",
 	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers",
 	"UserPrefix": "--user-prefix", "AuthSecret": "--auth-secret", "Hook": "--hook",
 }
@@ -92,7 +95,7 @@ func (b *BenchCmd) Run(e *env) error {
 		return err
 	}
 	cfg := bench.Config{
-		URLs: b.URL, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
+		URLs: b.URL, Proto: b.Proto, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
 		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips, UserPrefix: b.UserPrefix,
 		AuthSecret: b.AuthSecret, Hook: b.Hook, Dialers: b.Dialers, Timeout: b.Timeout, PID: b.PID,
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -140,9 +139,13 @@ type subscriber struct {
 	closed  atomic.Bool
 	// user is who a token or the hook names the subscriber, "" when it
 	// sends no credentials. welcomed says the welcome frame named user:
-	// the read loop sets it before it closes joined.
+	// the read loop sets it before it closes joined (Socket.IO: before it
+	// closes welcome).
 	user     string
 	welcomed bool
+	// failure is why the server refused the subscriber, set by the read
+	// loop before it closes a failed channel (Socket.IO's).
+	failure error
 }
 
 func (s *subscriber) OnOpen(*gws.Conn)             {}
@@ -168,6 +171,12 @@ func (s *subscriber) OnMessage(_ *gws.Conn, m *gws.Message) {
 		}
 		return
 	}
+	s.receive(b)
+}
+
+// receive takes a payload that came after the join: a message of the run,
+// whose delivery is measured, or a control or an error frame, counted.
+func (s *subscriber) receive(b []byte) {
 	seq, ok := intAfter(b, seqKey)
 	if !ok {
 		switch {
@@ -366,39 +375,21 @@ func (r *run) settleControls(ctx context.Context) int64 {
 func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 	cfg := r.cfg
 	s := &subscriber{r: r, channel: i % cfg.Channels, joined: make(chan struct{})}
+	if cfg.Proto == ProtoSocketIO {
+		return r.dialSocketIO(ctx, i, s)
+	}
 	addr := cfg.URLs[i%len(cfg.URLs)]
-	header := http.Header{}
+	header := r.credentials(i, s)
 	// With credentials the node takes the user from them alone
 	// (PROTOCOL.md §1), so the query does not name it.
-	switch {
-	case r.tokens != nil:
-		s.user = cfg.userName(i)
-		header.Set("Authorization", "Bearer "+r.tokens[i])
-	case cfg.Hook:
-		s.user = cfg.userName(i)
-		header.Set("Cookie", hookCookie+"="+s.user)
-	case cfg.UserPrefix != "":
+	if s.user == "" && cfg.UserPrefix != "" {
 		sep := "?"
 		if strings.Contains(addr, "?") {
 			sep = "&"
 		}
 		addr += sep + "user=" + url.QueryEscape(cfg.userName(i))
 	}
-	opt := &gws.ClientOption{
-		Addr:               addr,
-		RequestHeader:      header,
-		ReadBufferSize:     2048,
-		ReadMaxPayloadSize: 1 << 20,
-		HandshakeTimeout:   10 * time.Second,
-		NewDialer: func() (gws.Dialer, error) {
-			d := &net.Dialer{Timeout: 10 * time.Second}
-			if len(cfg.SrcIPs) > 0 {
-				d.LocalAddr = &net.TCPAddr{IP: cfg.SrcIPs[i%len(cfg.SrcIPs)]}
-			}
-			return d, nil
-		},
-	}
-	conn, _, err := gws.NewClient(s, opt)
+	conn, _, err := gws.NewClient(s, r.clientOption(i, addr, header))
 	if err != nil {
 		return nil, err
 	}
@@ -409,22 +400,83 @@ func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 		_ = conn.NetConn().Close()
 		return nil, err
 	}
-	select {
-	case <-s.joined:
-		if s.user != "" && !s.welcomed {
-			// The node did not take the user from the credentials: it is
-			// not in the auth mode this run measures.
-			_ = conn.NetConn().Close()
-			return nil, fmt.Errorf("the welcome did not name user %s, whose credentials were sent", s.user)
-		}
-		return s, nil
-	case <-ctx.Done():
-		_ = conn.NetConn().Close()
-		return nil, errors.New("no joined answer")
-	case <-time.After(10 * time.Second):
-		_ = conn.NetConn().Close()
-		return nil, errors.New("no joined answer within 10s")
+	if err := s.await(ctx, s.joined, nil, "joined answer"); err != nil {
+		return nil, err
 	}
+	if err := s.checkWelcome(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// credentials is the header subscriber i sends with a token
+// (Config.AuthSecret) or for the hook (Config.Hook), which then names s's
+// user.
+func (r *run) credentials(i int, s *subscriber) http.Header {
+	header := http.Header{}
+	switch {
+	case r.tokens != nil:
+		s.user = r.cfg.userName(i)
+		header.Set("Authorization", "Bearer "+r.tokens[i])
+	case r.cfg.Hook:
+		s.user = r.cfg.userName(i)
+		header.Set("Cookie", hookCookie+"="+s.user)
+	}
+	return header
+}
+
+// clientOption is how subscriber i opens its WebSocket.
+func (r *run) clientOption(i int, addr string, header http.Header) *gws.ClientOption {
+	return &gws.ClientOption{
+		Addr:               addr,
+		RequestHeader:      header,
+		ReadBufferSize:     2048,
+		ReadMaxPayloadSize: 1 << 20,
+		HandshakeTimeout:   10 * time.Second,
+		NewDialer: func() (gws.Dialer, error) {
+			d := &net.Dialer{Timeout: 10 * time.Second}
+			if len(r.cfg.SrcIPs) > 0 {
+				d.LocalAddr = &net.TCPAddr{IP: r.cfg.SrcIPs[i%len(r.cfg.SrcIPs)]}
+			}
+			return d, nil
+		},
+	}
+}
+
+// joinWait bounds each wait of a subscriber's connect and join.
+const joinWait = 10 * time.Second
+
+// await waits for ready to close, closing s's socket if it does not
+// within joinWait, if ctx ends first, or if failed closes first (then
+// with s.failure as the error).
+func (s *subscriber) await(ctx context.Context, ready, failed <-chan struct{}, what string) error {
+	t := time.NewTimer(joinWait)
+	defer t.Stop()
+	var err error
+	select {
+	case <-ready:
+		return nil
+	case <-failed:
+		err = s.failure
+	case <-ctx.Done():
+		err = fmt.Errorf("no %s", what)
+	case <-t.C:
+		err = fmt.Errorf("no %s within %v", what, joinWait)
+	}
+	_ = s.conn.NetConn().Close()
+	return err
+}
+
+// checkWelcome fails a subscriber that sent credentials and was not
+// welcomed as their user.
+func (s *subscriber) checkWelcome() error {
+	if s.user != "" && !s.welcomed {
+		// The node did not take the user from the credentials: it is
+		// not in the auth mode this run measures.
+		_ = s.conn.NetConn().Close()
+		return fmt.Errorf("the welcome did not name user %s, whose credentials were sent", s.user)
+	}
+	return nil
 }
 
 func (r *run) closeAll() {

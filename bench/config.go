@@ -20,6 +20,18 @@ const (
 	DefaultWindow   = 64
 	DefaultDialers  = 64
 	DefaultTimeout  = 120 * time.Second
+	DefaultProto    = ProtoNative
+)
+
+// The protocols a subscriber can speak (Config.Proto).
+const (
+	// ProtoNative is PROTOCOL.md §1 on the gateway's /ws.
+	ProtoNative = "native"
+	// ProtoSocketIO is Socket.IO v5 over Engine.IO v4's WebSocket
+	// transport (PROTOCOL.md §8), on /socket.io/ of the gateway: the
+	// channel joined with emit("join", channel, ack), each message an
+	// event.
+	ProtoSocketIO = "socketio"
 )
 
 // maxPayload bounds Config.Size: the payload is one WebSocket frame.
@@ -28,7 +40,10 @@ const maxPayload = 1 << 20
 // Config is one benchmark run. A zero field takes its default (Default*),
 // except where its comment gives a meaning to zero.
 type Config struct {
-	URLs     []string      // gateway WebSocket URLs; subscribers are spread over them
+	URLs []string // gateway WebSocket URLs; subscribers are spread over them
+	// Proto is what the subscribers speak: ProtoNative, or ProtoSocketIO
+	// on the same host as each URL (its path is replaced).
+	Proto    string
 	NATS     string        // where the publisher connects; only needed with Rates
 	Prefix   string        // subject prefix
 	Subs     int           // subscriber connections
@@ -78,6 +93,7 @@ func (e *ConfigError) Error() string {
 }
 
 func (c *Config) setDefaults() {
+	orDefault(&c.Proto, DefaultProto)
 	orDefault(&c.Prefix, DefaultPrefix)
 	orDefault(&c.Subs, DefaultSubs)
 	orDefault(&c.Channels, DefaultChannels)
@@ -103,6 +119,8 @@ func (c *Config) validate() error {
 	switch {
 	case len(c.URLs) == 0:
 		return &ConfigError{Field: "URLs", Reason: "no gateway URL"}
+	case c.Proto != ProtoNative && c.Proto != ProtoSocketIO:
+		return bad("Proto", c.Proto, fmt.Sprintf("need %s or %s", ProtoNative, ProtoSocketIO))
 	case c.NATS == "" && len(c.Rates) > 0:
 		return &ConfigError{Field: "NATS", Reason: "no NATS URL for the publisher, which every rate step needs"}
 	case c.NATS == "" && c.Hook:
@@ -121,6 +139,13 @@ func (c *Config) validate() error {
 		return bad("Window", c.Window, "need at least 1")
 	case c.Dialers < 1:
 		return bad("Dialers", c.Dialers, "need at least 1")
+	}
+	if c.Proto == ProtoSocketIO {
+		for _, u := range c.URLs {
+			if _, err := socketIOURL(u); err != nil {
+				return &ConfigError{Field: "URLs", Value: u, Reason: "the Socket.IO URL is taken from it: " + err.Error()}
+			}
+		}
 	}
 	for _, r := range c.Rates {
 		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {

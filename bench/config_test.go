@@ -10,7 +10,7 @@ import (
 func TestConfigDefaults(t *testing.T) {
 	c := Config{URLs: []string{"ws://x/ws"}}
 	c.setDefaults()
-	if c.Prefix != DefaultPrefix || c.Subs != DefaultSubs || c.Channels != DefaultChannels || c.Duration != DefaultDuration ||
+	if c.Proto != DefaultProto || c.Prefix != DefaultPrefix || c.Subs != DefaultSubs || c.Channels != DefaultChannels || c.Duration != DefaultDuration ||
 		c.Size != DefaultSize || c.Window != DefaultWindow || c.Dialers != DefaultDialers || c.Timeout != DefaultTimeout {
 		t.Fatalf("defaults not filled: %+v", c)
 	}
@@ -27,6 +27,8 @@ func TestConfigErrors(t *testing.T) {
 		edit  func(*Config)
 	}{
 		{"URLs", func(c *Config) { c.URLs = nil }},
+		{"URLs", func(c *Config) { c.Proto, c.URLs = ProtoSocketIO, []string{"ws://x/ws", "http://x/ws"} }},
+		{"Proto", func(c *Config) { c.Proto = "mqtt" }},
 		{"NATS", func(c *Config) { c.NATS = "" }},
 		{"Subs", func(c *Config) { c.Subs = -1 }},
 		{"Channels", func(c *Config) { c.Subs, c.Channels = 10, 11 }},

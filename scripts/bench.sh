@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of pushgrid and the floor (../shared/bench/floor):
 # each scenario runs floor then pushgrid (A B; auth: pushgrid in each
-# auth.mode), in fresh processes, for ROUNDS rounds, and one table of
-# medians and ratios is printed at the end. Every server runs its default
-# configuration (the auth scenario sets auth.mode, and jwt's secret).
+# auth.mode; sio1k: pushgrid with native then Socket.IO subscribers), in
+# fresh processes, for ROUNDS rounds, and one table of medians and ratios
+# is printed at the end. Every server runs its default configuration (the
+# auth scenario sets auth.mode, and jwt's secret).
 #
 #   scripts/bench.sh                 # 3 rounds, every scenario
 #   ROUNDS=5 DURATION=10s scripts/bench.sh closed1k rate200
@@ -21,6 +22,11 @@
 #   auth      pushgrid against itself with auth.mode none, jwt and hook (the
 #             load generator signs the tokens, and is the hook's backend):
 #             server CPU per connect+join and connects/s, jwt/none, hook/none
+#   sio1k     pushgrid against itself: 1,000 subscribers in one channel,
+#             closed loop as closed1k, speaking the native protocol on /ws
+#             or Socket.IO over WebSocket on /socket.io/ (emit("join", C,
+#             ack)); bars: Socket.IO deliveries/s at least 0.7x native's,
+#             server CPU per connect+join at most 1.5x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +34,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 FLOOR_SRC=${FLOOR_SRC:-../shared/bench/floor}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth sio1k)
 
 ulimit -n 20000
 work=$(mktemp -d)
@@ -52,17 +58,18 @@ wait_port() {
 }
 
 # systems SCENARIO -> what runs it, in order. auth measures pushgrid
-# against itself, in each auth.mode.
+# against itself, in each auth.mode; sio1k, with each client protocol.
 systems() {
 	case $1 in
 	auth) echo "none jwt hook" ;;
+	sio1k) echo "native socketio" ;;
 	*) echo "floor pushgrid" ;;
 	esac
 }
 
 # start_server SYSTEM: starts it in the background, sets PID, WS and NATS;
 # fails if it does not listen. none, jwt and hook are pushgrid in that
-# auth.mode.
+# auth.mode; native and socketio, pushgrid as it is.
 start_server() {
 	case $1 in
 	floor)
@@ -70,7 +77,7 @@ start_server() {
 		PID=$! WS=ws://127.0.0.1:8100/ws NATS=nats://127.0.0.1:4300
 		wait_port 8100 && wait_port 4300
 		;;
-	pushgrid | none | jwt | hook)
+	pushgrid | none | jwt | hook | native | socketio)
 		local auth=()
 		case $1 in
 		jwt) auth=(--auth jwt --auth-secret "$SECRET") ;;
@@ -89,11 +96,13 @@ stop_server() {
 	wait "$PID" 2>/dev/null || true
 }
 
-# client_flags SYSTEM -> the load generator's credentials for it.
+# client_flags SYSTEM -> the load generator's credentials and protocol for
+# it.
 client_flags() {
 	case $1 in
 	jwt) echo "--auth-secret $SECRET" ;;
 	hook) echo "--hook" ;;
+	socketio) echo "--proto socketio" ;;
 	esac
 }
 
@@ -119,9 +128,13 @@ client_flags() {
 # auth spreads its 3,000 subscribers over 300 channels: 10 members a
 # channel make few control frames (16,500), so CPU per connect+join is
 # the upgrade, the authentication and the join.
+#
+# sio1k runs closed1k's flags for both protocols, so its connect phase is
+# closed1k's too: connect+join CPU includes the announcements of the
+# channel's first 1,000 joins, the same frames for both.
 flags() {
 	case $1 in
-	closed1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
+	closed1k | sio1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
 	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION" ;;
 	rate200) echo "--subs 1000 --rate 200 --duration $DURATION" ;;
 	idle10k) echo "--subs 10000 --rate= --hold 5s --dialers 32 --procs 2" ;;
@@ -233,9 +246,21 @@ metrics = {
     "join10k": join_metrics("join10k"),
 }
 
+# sio1k's bars: Socket.IO against native, (metric, bar, "higher": at least
+# the bar, "lower": at most).
+sio_bars = {"deliveries/s": (0.7, "higher"), "server CPU us per connect+join": (1.5, "lower")}
+sio_metrics = [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher"),
+               ("server CPU us per connect+join", per_conn_us("connect_server_cpu_seconds"), "lower"),
+               ("deliveries per server CPU-s", lambda r: r["steps"][0].get("deliveries_per_server_cpu_second"), "higher"),
+               ("p99 ms", lambda r: r["steps"][0]["p99_ms"], "lower"),
+               ("load generator CPU us per connect+join", per_conn_us("connect_client_cpu_seconds"), "lower"),
+               ("control frames read while joining", lambda r: r["connect_control_frames"], "lower")]
+
 # rows SCENARIO -> (label, baseline system, measured system, metrics):
 # the baseline goes in the floor column, the measured in pushgrid's.
 def rows(sc):
+    if sc == "sio1k":
+        return [("sio1k socketio / native", "native", "socketio", sio_metrics)]
     if sc == "auth":
         hook_extra = [("auth requests answered by the hook", lambda r: r.get("hook_requests", 0), "higher")]
         return [("auth jwt / none", "none", "jwt", auth_metrics),
@@ -246,9 +271,11 @@ fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2
 print(f"\nmedians of {rounds} interleaved rounds (floor, pushgrid), 64-byte payloads, one channel")
 if "auth" in scenarios:
     print("auth rows: pushgrid against itself, auth.mode none in the floor column, jwt or hook in the pushgrid column; 300 channels")
+if "sio1k" in scenarios:
+    print("sio1k rows: pushgrid against itself, native /ws subscribers in the floor column, Socket.IO over WebSocket in the pushgrid column")
 print(f"| scenario | metric | floor | pushgrid | pushgrid / floor |")
 print(f"|---|---|---|---|---|")
-verdicts = []
+verdicts, sio_verdicts = [], []
 for sc in scenarios:
     for label, a, b, ms in rows(sc):
         f, p = load(sc, a), load(sc, b)
@@ -260,8 +287,19 @@ for sc in scenarios:
             if sc in bars and name.startswith("connect+join") and fv and pv is not None:
                 verdicts.append(f"{sc}: pushgrid's connect+join is {pv / fv:.2f}x the floor's, bar <= {bars[sc]}x: "
                                 + ("met" if pv / fv <= bars[sc] else "NOT met"))
+            if sc == "sio1k" and name in sio_bars:
+                bar, want = sio_bars[name]
+                if fv and pv is not None:
+                    met = pv / fv >= bar if want == "higher" else pv / fv <= bar
+                    sign = ">=" if want == "higher" else "<="
+                    sio_verdicts.append(f"sio1k: Socket.IO's {name} is {pv / fv:.2f}x native's, bar {sign} {bar}x: "
+                                        + ("met" if met else "NOT met"))
+                else:
+                    sio_verdicts.append(f"sio1k: {name}: no figures, bar NOT met")
 if verdicts:
     print("\njoin rows: the floor announces no joins; pushgrid (default announce_limit 1000) sends each of a")
     print("channel's first 1,000 joins to every member, the control frames counted above; same load otherwise.")
     print("\n".join(verdicts))
+if sio_verdicts:
+    print("\n" + "\n".join(sio_verdicts))
 PY

@@ -27,7 +27,10 @@ var translations translationCache
 const (
 	// cacheShards (1<<cacheShardBits) spreads the channels being
 	// dispatched at once over locks: the members of one batch all use the
-	// shard of its address.
+	// shard of its address. On two cores one lock does as well
+	// (BenchmarkTranslate/parallel); the shards are for nodes with many,
+	// where every dispatcher would otherwise take the same lock for each
+	// member.
 	cacheShardBits = 3
 	cacheShards    = 1 << cacheShardBits
 	// cacheWays is the entries of a shard. A batch is needed again only

@@ -87,8 +87,12 @@ func (es *engineSession) openWebSocket(w http.ResponseWriter, r *http.Request) {
 	es.mu.Lock()
 	es.ws = out
 	es.mu.Unlock()
+	// The open packet first: the client's packets, which may already be
+	// on their way, are handled once ready is done, and their answers
+	// must follow it.
+	err = out.send(wsFrame(nil, es.handshake(false)))
 	ready.Done()
-	if err := out.send(wsFrame(nil, es.handshake(false))); err != nil {
+	if err != nil {
 		es.end(err)
 		return
 	}

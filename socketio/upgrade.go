@@ -97,12 +97,15 @@ func (es *engineSession) probe(t session.Transport, data []byte, upgraded *bool)
 			close(es.room)
 			es.room = nil
 		}
+		// What waited for a poll goes first, before es.mu lets the hub's
+		// next write through to the socket.
+		var err error
+		if len(queued) > 0 {
+			err = out.send(wsFrames(queued))
+		}
 		es.mu.Unlock()
 		*upgraded = true
-		if len(queued) > 0 {
-			return out.send(wsFrames(queued))
-		}
-		return nil
+		return err
 	}
 	return errBadProbe
 }
