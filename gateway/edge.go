@@ -44,7 +44,9 @@ func (g *Gateway) ClientIP(r *http.Request) netip.Addr { return clientIP(r, g) }
 
 // Upgrade upgrades r, which came through net/http (a mounted handler's)
 // and which the caller has admitted (see Admit), to a WebSocket whose
-// frames go to the caller instead of the hub.
+// frames go to the caller instead of the hub. first, when not nil, is a
+// complete frame written with the 101 response, in one write, before
+// anything else.
 //
 // The socket is read as a /ws socket is: a frame larger than the session's
 // MaxMessageBytes closes it with 1009, one that takes longer than
@@ -67,21 +69,40 @@ func (g *Gateway) ClientIP(r *http.Request) netip.Addr { return clientIP(r, g) }
 //
 // On error the request has been answered (or its connection closed), and
 // neither in nor closed is called.
-func (g *Gateway) Upgrade(w http.ResponseWriter, r *http.Request, in func(data []byte), closed func(error)) (session.Transport, error) {
+func (g *Gateway) Upgrade(w http.ResponseWriter, r *http.Request, first []byte, in func(data []byte), closed func(error)) (session.Transport, error) {
 	conn, pending, err := hijack(w)
 	if err != nil {
 		return nil, err
 	}
 	sc := &socketConn{Conn: conn, g: g}
+	var response []byte
+	if first != nil {
+		// The 101 response waits for the first frame, and both leave in
+		// one write, as on the light path.
+		sc.response = &response
+	}
 	socket, err := g.edge.UpgradeFromConn(sc, bufio.NewReaderSize(sc, readBufferSize), r)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: upgrade: %w", err) // gws answered 400 and closed sc
 	}
+	sc.response = nil
 	sc.adopt(pending)
 	ref := socket.Session().(*edgeRef)
 	ref.in, ref.closed = in, closed
-	t := newTransport(socket, sc.Conn, nil, g.cfg.WriteTimeout)
+	t := newTransport(socket, sc.Conn, response, g.cfg.WriteTimeout)
 	sc.t = t
+	if first != nil {
+		// Before the read loop starts: nothing of the socket's own (a
+		// pong, a close) can go ahead of the response.
+		n, err := t.TryWrite(first)
+		if err == nil && n < len(first) {
+			err = t.Write([][]byte{first[n:]})
+		}
+		if err != nil {
+			sc.finish()
+			return nil, fmt.Errorf("gateway: upgrade: %w", err)
+		}
+	}
 	go socket.ReadLoop()
 	return t, nil
 }

@@ -30,7 +30,7 @@ var _ interface {
 	Admit(r *http.Request) (id session.Identity, status int, err error)
 	AllowedOrigin(r *http.Request) bool
 	ClientIP(r *http.Request) netip.Addr
-	Upgrade(w http.ResponseWriter, r *http.Request, in func(data []byte), closed func(error)) (session.Transport, error)
+	Upgrade(w http.ResponseWriter, r *http.Request, first []byte, in func(data []byte), closed func(error)) (session.Transport, error)
 } = (*Gateway)(nil)
 
 // edgeRequest is an httptest request for target (Host example.com) with
@@ -229,7 +229,7 @@ func (s *edgeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	upgraded := make(chan struct{})
 	var t session.Transport
-	t, err := s.g.Upgrade(w, r,
+	t, err := s.g.Upgrade(w, r, nil,
 		func(data []byte) {
 			<-upgraded
 			if string(data) == "close me" {

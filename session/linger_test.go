@@ -40,3 +40,17 @@ func TestAnnouncementsGathered(t *testing.T) {
 		t.Fatalf("%d announcements took %d writes: not gathered", announcements, writes)
 	}
 }
+
+func TestAnnounceLinger(t *testing.T) {
+	for n, want := range map[int]time.Duration{
+		65:     10 * time.Millisecond,
+		200:    10 * time.Millisecond,
+		1000:   50 * time.Millisecond,
+		5000:   100 * time.Millisecond,
+		100000: 100 * time.Millisecond,
+	} {
+		if got := announceLinger(n); got != want {
+			t.Errorf("announceLinger(%d) = %v, want %v", n, got, want)
+		}
+	}
+}

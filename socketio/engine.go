@@ -74,7 +74,9 @@ func (es *engineSession) openPolling(w http.ResponseWriter) {
 func (es *engineSession) openWebSocket(w http.ResponseWriter, r *http.Request) {
 	var ready sync.WaitGroup
 	ready.Add(1)
-	t, err := es.srv.edge.Upgrade(w, r, func(data []byte) {
+	// The open packet leaves with the 101 response: the client's packets,
+	// which the read loop may hand over at once, are answered after it.
+	t, err := es.srv.edge.Upgrade(w, r, wsFrame(nil, es.handshake(false)), func(data []byte) {
 		ready.Wait()
 		es.receiveFrame(data)
 	}, func(err error) { es.end(socketClosed(err)) })
@@ -87,15 +89,7 @@ func (es *engineSession) openWebSocket(w http.ResponseWriter, r *http.Request) {
 	es.mu.Lock()
 	es.ws = out
 	es.mu.Unlock()
-	// The open packet first: the client's packets, which may already be
-	// on their way, are handled once ready is done, and their answers
-	// must follow it.
-	err = out.send(wsFrame(nil, es.handshake(false)))
 	ready.Done()
-	if err != nil {
-		es.end(err)
-		return
-	}
 	es.startHeartbeat()
 }
 

@@ -250,7 +250,7 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, sid, owner string)
 	s.pipesMu.Unlock()
 	var ready sync.WaitGroup
 	ready.Add(1)
-	t, err := s.edge.Upgrade(w, r, func(data []byte) {
+	t, err := s.edge.Upgrade(w, r, nil, func(data []byte) {
 		ready.Wait()
 		_ = s.relayTo.RelayPublish(owner, envelope(opIn, []string{id}, data))
 	}, func(err error) {

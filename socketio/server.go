@@ -28,11 +28,12 @@ type Edge interface {
 	AllowedOrigin(r *http.Request) bool
 	// ClientIP is r's client address, after trusted proxies.
 	ClientIP(r *http.Request) netip.Addr
-	// Upgrade upgrades r to a WebSocket: its text messages go to in, in
+	// Upgrade upgrades r to a WebSocket: first, if not nil, is a frame
+	// written with the 101 response; its text messages go to in, in
 	// order, on one goroutine (in copies what it keeps); closed is called
 	// once when the socket has ended. The transport writes complete
 	// WebSocket frames.
-	Upgrade(w http.ResponseWriter, r *http.Request, in func(data []byte), closed func(error)) (session.Transport, error)
+	Upgrade(w http.ResponseWriter, r *http.Request, first []byte, in func(data []byte), closed func(error)) (session.Transport, error)
 	// CountConnections adds delta to the hub connections counted under
 	// transport in the connections gauge.
 	CountConnections(transport string, delta int)

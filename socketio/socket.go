@@ -88,7 +88,13 @@ func (es *engineSession) connect(data []byte) error {
 	}
 	sock := &socket{marker: []byte(`"\u001f` + rand.Text()[:12] + `:`)}
 	es.marker.Store(&sock.marker)
-	if err := es.sendEngine(AppendConnect(nil, rand.Text()[:20])); err != nil {
+	answer := AppendConnect(nil, rand.Text()[:20])
+	es.mu.Lock()
+	ws := es.ws
+	es.mu.Unlock()
+	if ws != nil {
+		ws.hold(wsFrame(nil, answer)) // it leaves with the welcome
+	} else if err := es.sendEngine(answer); err != nil {
 		return err
 	}
 	// The hub's first frame, the welcome, becomes the event "welcome".

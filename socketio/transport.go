@@ -223,6 +223,10 @@ func packetOf(payload, marker []byte) []byte {
 	if !json.Valid(payload) {
 		return AppendEventText(nil, "message", payload)
 	}
+	if typ, ok := leadingType(payload); ok {
+		// The hub's own frames all start so: no decoding to find the name.
+		return AppendEvent(nil, typ, payload)
+	}
 	var head struct {
 		Type *string `json:"type"`
 	}
@@ -230,6 +234,28 @@ func packetOf(payload, marker []byte) []byte {
 		return AppendEvent(nil, *head.Type, payload)
 	}
 	return AppendEvent(nil, "message", payload)
+}
+
+// typePrefix starts every frame the hub makes, and most backends' too.
+var typePrefix = []byte(`{"type":"`)
+
+// leadingType is the type of payload, valid JSON, when it starts with
+// {"type":" and a name with no escapes that is not reserved. (A key given
+// twice is taken at its first.)
+func leadingType(payload []byte) (string, bool) {
+	if !bytes.HasPrefix(payload, typePrefix) {
+		return "", false
+	}
+	rest := payload[len(typePrefix):]
+	end := bytes.IndexByte(rest, '"')
+	if end <= 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return "", false
+	}
+	typ := string(rest[:end])
+	if IsReservedEvent(typ) {
+		return "", false
+	}
+	return typ, true
 }
 
 // wsFrame appends payload as one unmasked WebSocket text frame.
@@ -270,6 +296,7 @@ type wsOut struct {
 	fail func(error)
 
 	mu      sync.Mutex
+	prefix  []byte        // guarded by mu; frames that go out with the next write (see hold)
 	backlog [][]byte      // guarded by mu
 	writing bool          // guarded by mu: drain owns the socket
 	idle    chan struct{} // guarded by mu; closed when drain ends
@@ -299,6 +326,14 @@ func (o *wsOut) trySend(frames []byte) (bool, error) {
 	return true, o.writeLocked(frames)
 }
 
+// hold keeps frames to go out with the next write, ahead of it: the
+// CONNECT answer and the welcome then leave in one write.
+func (o *wsOut) hold(frames []byte) {
+	o.mu.Lock()
+	o.prefix = append(o.prefix, frames...)
+	o.mu.Unlock()
+}
+
 // send writes frames, after any backlog.
 func (o *wsOut) send(frames []byte) error {
 	o.mu.Lock()
@@ -307,6 +342,9 @@ func (o *wsOut) send(frames []byte) error {
 		return errEnded
 	}
 	if o.writing {
+		if o.prefix != nil {
+			o.backlog, o.prefix = append(o.backlog, o.prefix), nil
+		}
 		o.backlog = append(o.backlog, frames)
 		return nil
 	}
@@ -340,6 +378,11 @@ func (o *wsOut) sendWait(frames []byte, deadline <-chan time.Time) error {
 // writeLocked writes frames without waiting; the part the socket does not
 // take now becomes the backlog. Callers hold o.mu, with no backlog.
 func (o *wsOut) writeLocked(frames []byte) error {
+	if o.prefix != nil {
+		// frames may be shared (see translation): a new buffer.
+		frames = append(o.prefix, frames...)
+		o.prefix = nil
+	}
 	n, err := o.t.TryWrite(frames)
 	if err != nil {
 		return err

@@ -53,7 +53,7 @@ func (es *engineSession) upgrade(w http.ResponseWriter, r *http.Request) {
 	var ready sync.WaitGroup
 	ready.Add(1)
 	p := &probeSocket{es: es}
-	t, err := es.srv.edge.Upgrade(w, r, func(data []byte) {
+	t, err := es.srv.edge.Upgrade(w, r, nil, func(data []byte) {
 		ready.Wait()
 		p.in(data)
 	}, func(err error) {
