@@ -71,6 +71,9 @@ func TestClientToken(t *testing.T) {
 	if err := b.Subscribe("room"); err != nil {
 		t.Fatal(err)
 	}
+	// The server holds the subscription once the node's connection has
+	// flushed: a publish before that would find no interest.
+	must(t, b.Conn().Flush())
 	inURL, err := nats.Connect(strings.Replace(b.ClientURL(), "nats://", "nats://"+testToken+"@", 1))
 	must(t, err)
 	defer inURL.Close()
