@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -349,5 +350,44 @@ func TestSocketIOCORS(t *testing.T) {
 		if resp := do(method, "https://evil.example"); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 			t.Fatalf("%s from another origin: %d %v", method, resp.StatusCode, resp.Header)
 		}
+	}
+}
+
+// TestSocketIONativeRules: the native protocol's rules hold for Socket.IO
+// clients: channel rules answer forbidden to the ack, a flood is
+// rate_limited and then closed, and a token's expiry ends the session
+// with a disconnect the client does not retry on its own.
+func TestSocketIONativeRules(t *testing.T) {
+	cfg := writeConfig(t, rulesConfig)
+	n := startTestNode(t, "n1", nil, "--config", cfg, "--auth", "jwt", "--auth-secret", testSecret,
+		"--auth-leeway", "0s", "--rate", "5", "--burst", "5")
+	url := "http://" + strings.TrimPrefix(n.http, "http://")
+	exp := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+	token := signed(t, jwt.MapClaims{"sub": "rita", "exp": exp.Unix(), "channels": []string{"paid.gold.*"}})
+	steps := []sioStep{
+		{Do: "connect"},
+		{Do: "emit", Event: "join", Args: []any{"paid.gold.x"}, Ack: "claim-ok"},
+		{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "claim-ok", "args": []any{map[string]any{"type": "joined"}}}},
+		{Do: "emit", Event: "join", Args: []any{"paid.silver.x"}, Ack: "claim-no"},
+		{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "claim-no", "args": []any{map[string]any{"code": "forbidden"}}}},
+		{Do: "emit", Event: "chat", Args: []any{"alerts.x", "fake"}, Ack: "nobody"},
+		{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "nobody", "args": []any{map[string]any{"code": "forbidden"}}}},
+		{Do: "wait", MS: 1100}, // the bucket refills
+	}
+	// Past the burst: rate_limited, answered to the acks.
+	for i := 0; i < 8; i++ {
+		steps = append(steps, sioStep{Do: "emit", Event: "ping", Ack: fmt.Sprintf("p%d", i)})
+	}
+	steps = append(steps,
+		sioStep{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "p7", "args": []any{map[string]any{"code": "rate_limited"}}}},
+		// The token expires: the server sends the client away for good.
+		sioStep{Do: "expect", Match: map[string]any{"ev": "disconnect", "reason": "io server disconnect"}, Timeout: 8000},
+	)
+	c := startSIOClient(t, "rules", sioScenario{URL: url, Options: map[string]any{"auth": map[string]any{"token": token}}, Steps: steps})
+	if code := c.wait(15 * time.Second); code != 0 {
+		t.Fatalf("driver exit %d", code)
+	}
+	if time.Now().Before(exp) {
+		t.Fatalf("disconnected before the token's exp (%v)", exp)
 	}
 }
