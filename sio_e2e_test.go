@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -389,5 +390,42 @@ func TestSocketIONativeRules(t *testing.T) {
 	}
 	if time.Now().Before(exp) {
 		t.Fatalf("disconnected before the token's exp (%v)", exp)
+	}
+}
+
+// TestSocketIORelayedPollCancelled: a poll relayed to the session's owner
+// whose client goes away is cancelled on the owner, so the client's next
+// poll, through any node, is not refused as overlapping and gets the
+// packets (here the server's ping) the abandoned one would have taken.
+func TestSocketIORelayedPollCancelled(t *testing.T) {
+	nodes := startCluster(t, 2, "--socketio-ping-interval", "400ms", "--socketio-ping-timeout", "3s")
+	get := func(ctx context.Context, n *testNode, query string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.http+"/socket.io/?EIO=4&transport=polling"+query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+	status, open, err := get(context.Background(), nodes[0], "")
+	if err != nil || status != http.StatusOK || !strings.HasPrefix(open, `0{"sid":"`) {
+		t.Fatalf("handshake: %d %q %v", status, open, err)
+	}
+	sid := strings.SplitN(strings.TrimPrefix(open, `0{"sid":"`), `"`, 2)[0]
+	// A poll through the other node, abandoned before the first ping.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if _, _, err := get(ctx, nodes[1], "&sid="+sid); err == nil {
+		t.Fatal("the poll answered before any packet was due")
+	}
+	cancel()
+	time.Sleep(600 * time.Millisecond) // the ping is due meanwhile
+	status, body, err := get(context.Background(), nodes[1], "&sid="+sid)
+	if err != nil || status != http.StatusOK || body != "2" {
+		t.Fatalf("next poll: %d %q %v, want the ping", status, body, err)
 	}
 }

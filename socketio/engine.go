@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,11 @@ type engineSession struct {
 	ended   bool          // guarded by mu
 	hub     *session.Conn // guarded by mu; the hub's connection, once connected
 	counted string        // guarded by mu; the transport label hub is counted under, "" when not
-	ping    *time.Timer   // guarded by mu; the next ping
-	pong    *time.Timer   // guarded by mu; the end, unless a pong comes first
+	// relayedPoll cancels the poll under way, when another node relayed
+	// it (see relay.go); guarded by mu.
+	relayedPoll context.CancelFunc
+	ping        *time.Timer // guarded by mu; the next ping
+	pong        *time.Timer // guarded by mu; the end, unless a pong comes first
 }
 
 func newEngineSession(s *Server, sid string, r *http.Request) *engineSession {
@@ -413,4 +417,15 @@ func (es *engineSession) recountLocked() {
 	}
 	es.srv.edge.CountConnections(label, 1)
 	es.counted = label
+}
+
+// cancelRelayedPoll ends a relayed poll whose client went away at the node
+// that relayed it, taking nothing from the queue.
+func (es *engineSession) cancelRelayedPoll() {
+	es.mu.Lock()
+	cancel := es.relayedPoll
+	es.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }

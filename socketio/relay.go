@@ -43,13 +43,14 @@ type Relay interface {
 
 // Relay operations, the first line of every relayed message.
 const (
-	opPoll  = "poll"  // request: sid, raw query → the poll's answer
-	opPost  = "post"  // request: sid, raw query, body → the post's answer
-	opPipe  = "pipe"  // request: sid, pipe → "ok", or errSessionUnknown's
-	opIn    = "in"    // pipe, frame: a frame from the client, to the owner
-	opGone  = "gone"  // pipe, why: the client's socket ended, to the owner
-	opOut   = "out"   // pipe, frames: frames for the client, from the owner
-	opClose = "close" // pipe, code reason: close the client's socket, from the owner
+	opPoll   = "poll"   // request: sid, raw query → the poll's answer
+	opPost   = "post"   // request: sid, raw query, body → the post's answer
+	opPipe   = "pipe"   // request: sid, pipe → "ok", or errSessionUnknown's
+	opIn     = "in"     // pipe, frame: a frame from the client, to the owner
+	opGone   = "gone"   // pipe, why: the client's socket ended, to the owner
+	opOut    = "out"    // pipe, frames: frames for the client, from the owner
+	opClose  = "close"  // pipe, code reason: close the client's socket, from the owner
+	opCancel = "cancel" // sid: the client of a relayed poll went away, to the owner
 )
 
 // envelope joins a relayed message's fields: an operation and its
@@ -80,7 +81,7 @@ func unwrap(data []byte, n int) (op string, args []string, body []byte, ok bool)
 }
 
 // argsOf is how many arguments each operation carries.
-var argsOf = map[string]int{opPoll: 2, opPost: 2, opPipe: 2, opIn: 1, opGone: 1, opOut: 1, opClose: 1}
+var argsOf = map[string]int{opPoll: 2, opPost: 2, opPipe: 2, opIn: 1, opGone: 1, opOut: 1, opClose: 1, opCancel: 1}
 
 // HandleRelay handles a message relayed from another node; reply is nil
 // for messages that want no answer. It does not wait: polls, which do,
@@ -110,6 +111,10 @@ func (s *Server) relayed(op string, args []string, body []byte, reply func([]byt
 		}
 		body = bytes.Clone(body)
 		go func() { _ = reply(s.serveRelayed(op, args[0], args[1], body)) }()
+	case opCancel:
+		if es := s.session(args[0]); es != nil {
+			es.cancelRelayedPoll()
+		}
 	case opPipe:
 		if reply != nil {
 			_ = reply(s.openPipe(args[0], args[1]))
@@ -183,7 +188,15 @@ func (s *Server) serveRelayed(op, sid, rawQuery string, body []byte) []byte {
 		defer cancel()
 		r, _ := http.NewRequestWithContext(ctx, method, "/?"+rawQuery, bytes.NewReader(body))
 		if op == opPoll {
+			// The node the client reached cancels it if the client goes:
+			// the packets then stay queued for its next poll.
+			es.mu.Lock()
+			es.relayedPoll = cancel
+			es.mu.Unlock()
 			es.poll(rec, r)
+			es.mu.Lock()
+			es.relayedPoll = nil
+			es.mu.Unlock()
 		} else {
 			es.post(rec, r)
 		}
@@ -214,6 +227,12 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, sid, owner, trans
 	ctx, cancel := context.WithTimeout(r.Context(), s.pollLimit()+5*time.Second)
 	defer cancel()
 	data, err := s.relayTo.RelayRequest(ctx, owner, envelope(op, []string{sid, r.URL.RawQuery}, body))
+	if err != nil && op == opPoll && r.Context().Err() != nil {
+		// The client went away: the owner's poll must not take packets
+		// nobody will read.
+		_ = s.relayTo.RelayPublish(owner, envelope(opCancel, []string{sid}, nil))
+		return
+	}
 	if err != nil {
 		s.log.Debug("relay failed", "sid", sid, "owner", owner, "err", err)
 		errSessionUnknown.write(w) // the owner is gone: the client starts over
