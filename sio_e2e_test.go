@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -427,5 +428,58 @@ func TestSocketIORelayedPollCancelled(t *testing.T) {
 	status, body, err := get(context.Background(), nodes[1], "&sid="+sid)
 	if err != nil || status != http.StatusOK || body != "2" {
 		t.Fatalf("next poll: %d %q %v, want the ping", status, body, err)
+	}
+}
+
+// TestSocketIOOwnerKilled: the node that owns a polling session is killed
+// with SIGKILL; the polls that other nodes relay to it get "Session ID
+// unknown" at once, and the client starts a new session on a node that
+// is up and joins again.
+func TestSocketIOOwnerKilled(t *testing.T) {
+	nodes := startCluster(t, 2)
+	p := startProcess(t, "k3", []string{nodes[0].broker.ClusterURL()})
+	for _, n := range nodes {
+		awaitNodes(t, n, 3)
+	}
+	k3 := strings.TrimSuffix(strings.TrimPrefix(p.ws, "ws://"), "/ws")
+	// k3 first: the proxy sends the handshake there, so k3 owns the session.
+	proxy := startRRProxy(t, k3, strings.TrimPrefix(nodes[0].http, "http://"), strings.TrimPrefix(nodes[1].http, "http://"))
+	c := startSIOClient(t, "client", sioScenario{URL: "http://" + proxy.addr(),
+		Options: map[string]any{"auth": map[string]any{"user": "lazarus"}, "transports": []string{"polling"},
+			"reconnection": true, "reconnectionDelay": 100, "reconnectionDelayMax": 500},
+		Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "emit", Event: "join", Args: []any{"crypt"}, Ack: "j1"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j1"}},
+			{Do: "sync", Label: "kill"},
+			{Do: "expect", Match: map[string]any{"ev": "disconnect"}, Timeout: 8000},
+			{Do: "expect", Match: map[string]any{"ev": "connect"}, Timeout: 10000},
+			{Do: "emit", Event: "join", Args: []any{"crypt"}, Ack: "j2"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j2", "args": []any{map[string]any{"type": "joined"}}}},
+			{Do: "sync", Label: "publish"},
+			{Do: "expect", Match: map[string]any{"ev": "event", "name": "news"}},
+			{Do: "disconnect"},
+		}})
+	if owner := socketio.OwnerOf(c.next("connect", nil).SID); owner != "k3" {
+		t.Fatalf("the session is %q's, want k3's", owner)
+	}
+	c.next("sync", nil)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.wait(t, 5*time.Second)
+	c.release()
+	if o := socketio.OwnerOf(c.next("connect", nil).SID); o == "k3" || o == "" {
+		t.Fatalf("reconnected to %q", o)
+	}
+	c.next("sync", nil)
+	awaitInterest(t, nodes, "crypt", 1)
+	nc := natsConnect(t, nodes[0].nats)
+	if err := nc.Publish("push.chan.crypt", []byte(`{"type":"news"}`)); err != nil {
+		t.Fatal(err)
+	}
+	c.release()
+	if code := c.wait(20 * time.Second); code != 0 {
+		t.Fatalf("driver exit %d", code)
 	}
 }

@@ -138,7 +138,12 @@ func (es *engineSession) poll(w http.ResponseWriter, r *http.Request) {
 			es.mu.Lock()
 			es.polling = false
 			es.mu.Unlock()
-			return // the client went away; the heartbeat ends the session if it does not come back
+			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+				// A relayed poll's time is up (see relayPoll): it answers
+				// with a noop, and the client polls again.
+				writePayload(w, [][]byte{{byte(EngineNoop)}})
+			}
+			return // else the client went away; the heartbeat ends the session if it does not come back
 		case <-limit.C:
 			es.end(errors.New("socketio: no ping for a whole poll"))
 		}

@@ -149,6 +149,17 @@ func (s *Server) relayed(op string, args []string, body []byte, reply func([]byt
 	}
 }
 
+// relayGrace is how much longer than relayPoll the node a client reached
+// waits for the owner's answer before it takes the owner for gone.
+const relayGrace = 2 * time.Second
+
+// relayPoll is the longest a relayed poll waits on the owner for packets
+// before it answers with a noop. A poll is answered when the owner dies
+// only if the owner answers it: a relayed one in flight hears nothing, so
+// it is kept short, and a client whose owner died learns it within
+// relayPoll + relayGrace rather than at its ping timeout.
+func (s *Server) relayPoll() time.Duration { return min(s.cfg.PingInterval, 3*time.Second) }
+
 // answer is a relayed poll's or post's answer: status, content type, body.
 func answer(status int, contentType string, body []byte) []byte {
 	return envelope(strconv.Itoa(status), []string{contentType}, body)
@@ -184,7 +195,7 @@ func (s *Server) serveRelayed(op, sid, rawQuery string, body []byte) []byte {
 		if op == opPost {
 			method = http.MethodPost
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.pollLimit())
+		ctx, cancel := context.WithTimeout(context.Background(), s.relayPoll())
 		defer cancel()
 		r, _ := http.NewRequestWithContext(ctx, method, "/?"+rawQuery, bytes.NewReader(body))
 		if op == opPoll {
@@ -224,7 +235,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, sid, owner, trans
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.pollLimit()+5*time.Second)
+	// The owner answers a relayed poll within relayPoll, with a noop if
+	// nothing came: an owner that says nothing for longer is gone.
+	ctx, cancel := context.WithTimeout(r.Context(), s.relayPoll()+relayGrace)
 	defer cancel()
 	data, err := s.relayTo.RelayRequest(ctx, owner, envelope(op, []string{sid, r.URL.RawQuery}, body))
 	if err != nil && op == opPoll && r.Context().Err() != nil {
