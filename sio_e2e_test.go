@@ -104,11 +104,7 @@ func TestSocketIOTransports(t *testing.T) {
 // connect_error, nothing lost or doubled.
 func TestSocketIOAnyNode(t *testing.T) {
 	nodes := startCluster(t, 3)
-	var backends []string
-	for _, n := range nodes {
-		backends = append(backends, strings.TrimPrefix(n.http, "http://"))
-	}
-	proxy := startRRProxy(t, backends...)
+	proxy := proxyOver(t, nodes)
 	nc := natsConnect(t, nodes[1].nats)
 	backendSubscribe(t, nc, "push.recv.order", func(m *nats.Msg) {
 		_ = m.Respond([]byte(`{"ok":true,"item":"tea"}`))
@@ -237,11 +233,7 @@ func TestSocketIOHeartbeat(t *testing.T) {
 // reconnects, through the proxy, to another node and joins again.
 func TestSocketIOOwnerDies(t *testing.T) {
 	nodes := startCluster(t, 3, "--socketio-ping-interval", "300ms", "--socketio-ping-timeout", "300ms", "--drain", "0s")
-	var backends []string
-	for _, n := range nodes {
-		backends = append(backends, strings.TrimPrefix(n.http, "http://"))
-	}
-	proxy := startRRProxy(t, backends...)
+	proxy := proxyOver(t, nodes)
 	c := startSIOClient(t, "client", sioScenario{URL: "http://" + proxy.addr(),
 		Options: map[string]any{"auth": map[string]any{"user": "phoenix"}, "reconnection": true,
 			"reconnectionDelay": 100, "reconnectionDelayMax": 500},
@@ -482,4 +474,14 @@ func TestSocketIOOwnerKilled(t *testing.T) {
 	if code := c.wait(20 * time.Second); code != 0 {
 		t.Fatalf("driver exit %d", code)
 	}
+}
+
+// proxyOver is a round-robin proxy in front of the nodes' gateways.
+func proxyOver(t testing.TB, nodes []*testNode) *rrProxy {
+	t.Helper()
+	var backends []string
+	for _, n := range nodes {
+		backends = append(backends, strings.TrimPrefix(n.http, "http://"))
+	}
+	return startRRProxy(t, backends...)
 }

@@ -13,6 +13,12 @@ import (
 // subject is the nodes' own: backends may neither publish nor subscribe
 // to it (see Subjects.backendPublish).
 
+// Bounds of what may wait for the relay handler.
+const (
+	relayPendingMsgs  = 1 << 20
+	relayPendingBytes = 256 << 20
+)
+
 // Relay is the relay subject of node.
 func (s Subjects) Relay(node string) string { return s.Prefix + ".fwd." + node }
 
@@ -48,9 +54,11 @@ func (b *Broker) HandleRelay(f func(data []byte, reply func([]byte) error)) erro
 	if err != nil {
 		return err
 	}
-	// Unlimited pending: a burst of a piped socket's frames must not be
-	// dropped as a slow consumer's; the handler does not wait.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
+	// Room for bursts of piped sockets' frames well past the NATS
+	// defaults, but bounded: past it NATS drops (and reports) messages
+	// rather than let a flood through one pipe grow the node's memory
+	// without limit.
+	if err := sub.SetPendingLimits(relayPendingMsgs, relayPendingBytes); err != nil {
 		return err
 	}
 	b.mu.Lock()

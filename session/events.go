@@ -2,6 +2,8 @@ package session
 
 import (
 	"time"
+
+	"github.com/pushgrid/pushgrid/internal/jsonstr"
 )
 
 // event publishes c's event name with one extra field, unless no backend
@@ -38,10 +40,10 @@ func (c *Conn) remoteString() string {
 func (c *Conn) eventPayload(key, value string) []byte {
 	b := make([]byte, 0, 160)
 	b = append(b, `{"conn":`...)
-	b = appendString(b, c.id)
-	b = appendString(appendField(b, "user"), c.User())
-	b = appendString(appendField(b, "node"), c.hub.cfg.Node)
-	b = appendString(appendField(b, key), value)
-	b = appendString(appendField(b, "at"), time.Now().UTC().Format(time.RFC3339Nano))
+	b = jsonstr.Append(b, c.id)
+	b = jsonstr.Append(appendField(b, "user"), c.User())
+	b = jsonstr.Append(appendField(b, "node"), c.hub.cfg.Node)
+	b = jsonstr.Append(appendField(b, key), value)
+	b = jsonstr.Append(appendField(b, "at"), time.Now().UTC().Format(time.RFC3339Nano))
 	return append(b, '}')
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pushgrid/pushgrid/internal/jsonstr"
 )
 
 // The client frame types the server handles itself; any other type goes to
@@ -59,9 +61,9 @@ func encodeStrings(typ, k1, v1, k2, v2, k3, v3 string) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, '"')
-	b = appendString(appendField(b, k1), v1)
-	b = appendString(appendField(b, k2), v2)
-	b = appendString(appendField(b, k3), v3)
+	b = jsonstr.Append(appendField(b, k1), v1)
+	b = jsonstr.Append(appendField(b, k2), v2)
+	b = jsonstr.Append(appendField(b, k3), v3)
 	return append(b, '}')
 }
 
@@ -71,7 +73,7 @@ func encodeAnswer(typ, channel string, id json.RawMessage) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, '"')
-	b = appendString(appendField(b, "channel"), channel)
+	b = jsonstr.Append(appendField(b, "channel"), channel)
 	b = appendID(b, id)
 	return append(b, '}')
 }
@@ -96,8 +98,8 @@ func encodeChat(channel, user string, msg json.RawMessage) []byte {
 	}
 	b := make([]byte, 0, 48+len(channel)+len(user)+len(msg))
 	b = append(b, `{"type":"chat"`...)
-	b = appendString(appendField(b, "channel"), channel)
-	b = appendString(appendField(b, "user"), user)
+	b = jsonstr.Append(appendField(b, "channel"), channel)
+	b = jsonstr.Append(appendField(b, "user"), user)
 	b = append(appendField(b, "msg"), msg...)
 	return append(b, '}')
 }
@@ -106,8 +108,8 @@ func encodeChat(channel, user string, msg json.RawMessage) []byte {
 func encodeError(e *Error, id json.RawMessage) []byte {
 	b := make([]byte, 0, 48+len(e.Code)+len(e.Msg)+len(id))
 	b = append(b, `{"type":"error"`...)
-	b = appendString(appendField(b, "code"), string(e.Code))
-	b = appendString(appendField(b, "msg"), e.Msg)
+	b = jsonstr.Append(appendField(b, "code"), string(e.Code))
+	b = jsonstr.Append(appendField(b, "msg"), e.Msg)
 	b = appendID(b, id)
 	return append(b, '}')
 }
@@ -123,7 +125,7 @@ func encodeReply(id json.RawMessage, payload []byte) []byte {
 	if trimmed := bytes.TrimSpace(payload); len(trimmed) > 0 && json.Valid(trimmed) && utf8.Valid(trimmed) {
 		b = append(b, trimmed...)
 	} else {
-		b = appendString(b, string(payload))
+		b = jsonstr.Append(b, string(payload))
 	}
 	return append(b, '}')
 }
@@ -138,49 +140,4 @@ func encodePong(id json.RawMessage) []byte {
 	b = append(b, `{"type":"pong"`...)
 	b = appendID(b, id)
 	return append(b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaping what JSON requires and
-// replacing invalid UTF-8 with U+FFFD, as encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

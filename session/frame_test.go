@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/pushgrid/pushgrid/internal/jsonstr"
 )
 
 func TestDecodeFrame(t *testing.T) {
@@ -136,7 +138,7 @@ func TestServerFramesAreJSON(t *testing.T) {
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "plain", "tab\t", "\u2028", "émoji 🎉", "\x00\x1f", "<&>"} {
 		var back string
-		if err := json.Unmarshal(appendString(nil, s), &back); err != nil || back != s {
+		if err := json.Unmarshal(jsonstr.Append(nil, s), &back); err != nil || back != s {
 			t.Errorf("%q: got %q, %v", s, back, err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pushgrid/pushgrid/internal/jsonstr"
 )
 
 // Errors of the packet layer. Every refusal is, or wraps, one of them; each
@@ -190,7 +192,7 @@ type Handshake struct {
 func AppendOpen(dst []byte, h Handshake) []byte {
 	dst = append(dst, byte(EngineOpen))
 	dst = append(dst, `{"sid":`...)
-	dst = appendJSONString(dst, h.SID)
+	dst = jsonstr.Append(dst, h.SID)
 	if h.Upgrade {
 		dst = append(dst, `,"upgrades":["websocket"],"pingInterval":`...)
 	} else {
@@ -431,7 +433,7 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func AppendConnect(dst []byte, sid string) []byte {
 	dst = append(dst, byte(EngineMessage), byte(SocketConnect))
 	dst = append(dst, `{"sid":`...)
-	dst = appendJSONString(dst, sid)
+	dst = jsonstr.Append(dst, sid)
 	return append(dst, '}')
 }
 
@@ -446,7 +448,7 @@ func AppendConnectError(dst []byte, namespace, message string) []byte {
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `{"message":`...)
-	dst = appendJSONString(dst, message)
+	dst = jsonstr.Append(dst, message)
 	return append(dst, '}')
 }
 
@@ -454,7 +456,7 @@ func AppendConnectError(dst []byte, namespace, message string) []byte {
 // 42["name",arg…].
 func AppendEvent(dst []byte, name string, args ...json.RawMessage) []byte {
 	dst = append(dst, byte(EngineMessage), byte(SocketEvent), '[')
-	dst = appendJSONString(dst, name)
+	dst = jsonstr.Append(dst, name)
 	for _, a := range args {
 		dst = append(dst, ',')
 		dst = append(dst, a...)
@@ -467,9 +469,9 @@ func AppendEvent(dst []byte, name string, args ...json.RawMessage) []byte {
 // a payload that is not JSON reaches a Socket.IO client.
 func AppendEventText(dst []byte, name string, text []byte) []byte {
 	dst = append(dst, byte(EngineMessage), byte(SocketEvent), '[')
-	dst = appendJSONString(dst, name)
+	dst = jsonstr.Append(dst, name)
 	dst = append(dst, ',')
-	dst = appendJSONString(dst, text)
+	dst = jsonstr.Append(dst, text)
 	return append(dst, ']')
 }
 

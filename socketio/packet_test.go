@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pushgrid/pushgrid/internal/jsonstr"
 )
 
 // The byte strings below come from the protocol documents
@@ -423,19 +425,19 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		"", "plain", "quote\" backslash\\ slash/", "\x00\x01\x08\x0c\x1e\x1f\x7f",
 		"é😀\u2028\u2029", "\xff", "a\xc0\xafb", "\xed\xa0\x80", "\xf4\x90\x80\x80", "😀"[:2] + "x",
 	} {
-		b := appendJSONString(nil, s)
+		b := jsonstr.Append(nil, s)
 		var back string
 		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatalf("appendJSONString(%q) = %q, not a JSON string: %v", s, b, err)
+			t.Fatalf("jsonstr.Append(%q) = %q, not a JSON string: %v", s, b, err)
 		}
 		if want := jsonRoundTrip(s); back != want {
-			t.Fatalf("appendJSONString(%q) reads back as %q, encoding/json's as %q", s, back, want)
+			t.Fatalf("jsonstr.Append(%q) reads back as %q, encoding/json's as %q", s, back, want)
 		}
 		if bytes.IndexByte(b, Separator) >= 0 || !utf8.Valid(b) {
-			t.Fatalf("appendJSONString(%q) = %q holds a separator or invalid UTF-8", s, b)
+			t.Fatalf("jsonstr.Append(%q) = %q holds a separator or invalid UTF-8", s, b)
 		}
-		if !bytes.Equal(appendJSONString(nil, []byte(s)), b) {
-			t.Fatalf("appendJSONString(%q) differs for string and []byte", s)
+		if !bytes.Equal(jsonstr.Append(nil, []byte(s)), b) {
+			t.Fatalf("jsonstr.Append(%q) differs for string and []byte", s)
 		}
 	}
 }
