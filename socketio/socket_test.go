@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -86,4 +87,70 @@ func TestTranslateFrames(t *testing.T) {
 	if _, err := es.translate(buf[:len(buf)-1]); err == nil {
 		t.Fatal("a cut frame translated")
 	}
+}
+
+// TestReadConnectAuth: the CONNECT payload is read as encoding/json reads
+// it into the struct it replaced, on the payloads the checks let through.
+func TestReadConnectAuth(t *testing.T) {
+	cases := []struct {
+		data        string
+		token, user string // "-": absent
+		err         bool
+	}{
+		{``, "-", "-", false},
+		{`null`, "-", "-", false},
+		{`{}`, "-", "-", false},
+		{`{"token":"t"}`, "t", "-", false},
+		{` { "user" : "alice" , "token":"x\u00e9\n" } `, "xé\n", "alice", false},
+		{`{"USER":"bob","other":[1,{"user":5}]}`, "-", "bob", false},
+		{`{"token":null,"user":"u"}`, "-", "u", false},
+		{`{"token":5}`, "", "", true},
+		{`{"user":{"a":1}}`, "", "", true},
+		{`"token"`, "", "", true},
+		{`[1]`, "", "", true},
+		{`{"token":"a",}`, "", "", true},
+		{`{"token":"a","Token":"b"}`, "", "", true}, // a key twice: refused as in every payload
+		{`{"token":"a"} x`, "", "", true},
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return "-"
+		}
+		return *p
+	}
+	for _, c := range cases {
+		got, err := readConnectAuth([]byte(c.data))
+		if (err != nil) != c.err {
+			t.Errorf("%s: err %v, want error %v", c.data, err, c.err)
+			continue
+		}
+		if !c.err && (str(got.Token) != c.token || str(got.User) != c.user) {
+			t.Errorf("%s: token %q user %q, want %q %q", c.data, str(got.Token), str(got.User), c.token, c.user)
+		}
+	}
+}
+
+// FuzzConnectAuth: whatever readConnectAuth accepts, encoding/json reads
+// to the same two strings.
+func FuzzConnectAuth(f *testing.F) {
+	for _, s := range []string{`{"token":"t"}`, `{"user":"a\u00e9","x":[1,2]}`, `null`, `{"token":null}`, `{"Token":"\ud800"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := readConnectAuth(data)
+		if err != nil || len(bytes.TrimSpace(data)) == 0 { // no auth, which json.Unmarshal calls an error
+			return
+		}
+		var want struct {
+			Token *string `json:"token"`
+			User  *string `json:"user"`
+		}
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("%q: read %+v, encoding/json refuses it: %v", data, got, err)
+		}
+		eq := func(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+		if !eq(got.Token, want.Token) || !eq(got.User, want.User) {
+			t.Fatalf("%q: token/user differ from encoding/json's", data)
+		}
+	})
 }
