@@ -485,3 +485,67 @@ func proxyOver(t testing.TB, nodes []*testNode) *rrProxy {
 	}
 	return startRRProxy(t, backends...)
 }
+
+// TestSocketIOSlowConsumer: a Socket.IO client that stops reading while
+// its channel is flooded is closed as a native one is (4001, once its
+// queue passes session.queue_frames) and leaves the channel; 4001 sends
+// no DISCONNECT, so socket.io-client reconnects by itself and joins again.
+func TestSocketIOSlowConsumer(t *testing.T) {
+	// The close frame waits behind what the client does not read, for at
+	// most write_timeout: then the socket closes and the client leaves.
+	n := startTestNode(t, "n1", nil, "--queue-frames", "64", "--write-timeout", "1s")
+	nc := natsConnect(t, n.nats)
+	left := make(chan string, 16)
+	backendSubscribe(t, nc, "push.events.leave.flood", func(m *nats.Msg) { left <- string(m.Data) }, n)
+	c := startSIOClient(t, "slow", sioScenario{URL: "http://" + strings.TrimPrefix(n.http, "http://"),
+		Options: map[string]any{"auth": map[string]any{"user": "slow"}, "transports": []string{"websocket"},
+			"reconnection": true, "reconnectionDelay": 100, "reconnectionDelayMax": 500},
+		Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "emit", Event: "join", Args: []any{"flood"}, Ack: "j1"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j1"}},
+			{Do: "stop_reading"},
+			{Do: "sync", Label: "paused", Timeout: 30000},
+			{Do: "resume_reading"},
+			{Do: "expect", Match: map[string]any{"ev": "disconnect"}, Timeout: 10000},
+			{Do: "expect", Match: map[string]any{"ev": "connect"}, Timeout: 10000},
+			{Do: "emit", Event: "join", Args: []any{"flood"}, Ack: "j2"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j2", "args": []any{map[string]any{"type": "joined"}}}},
+			{Do: "disconnect"},
+		}})
+	c.next("sync", nil)
+	payload := []byte(`{"type":"news","pad":"` + strings.Repeat("x", 16<<10) + `"}`)
+	before := n.hub.Stats().SlowConsumers
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; n.hub.Stats().SlowConsumers == before; i++ {
+		if i == 20_000 || time.Now().After(deadline) {
+			t.Fatalf("after %d messages of %d bytes the client that reads nothing is still connected", i, len(payload))
+		}
+		if err := nc.Publish("push.chan.flood", payload); err != nil {
+			t.Fatal(err)
+		}
+		if i%64 == 63 {
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	select {
+	case ev := <-left:
+		if !strings.Contains(ev, `"user":"slow"`) {
+			t.Fatalf("leave event %s", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no leave event for the slow client")
+	}
+	c.release()
+	if code := c.wait(20 * time.Second); code != 0 {
+		t.Fatalf("driver exit %d", code)
+	}
+	for _, l := range c.all() {
+		if l.Ev == "disconnect" && l.Reason == "io server disconnect" {
+			t.Fatalf("the server sent DISCONNECT, after which socket.io-client does not reconnect: %s", l)
+		}
+	}
+}

@@ -282,8 +282,18 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, sid, owner string)
 	s.pipesMu.Unlock()
 	var ready sync.WaitGroup
 	ready.Add(1)
+	limit := newPipeLimit(s.hub.Config())
+	flooded := false // read goroutine only
 	t, err := s.edge.Upgrade(w, r, nil, func(data []byte) {
 		ready.Wait()
+		if flooded {
+			return
+		}
+		if !limit.take(time.Now()) {
+			flooded = true
+			go end.out.Load().close(session.DisconnectRateLimit)
+			return
+		}
 		_ = s.relayTo.RelayPublish(owner, envelope(opIn, []string{id}, data))
 	}, func(err error) {
 		ready.Wait()
@@ -308,6 +318,36 @@ func (s *Server) pipe(w http.ResponseWriter, r *http.Request, sid, owner string)
 	out.fail = func(error) { out.close(session.Disconnect{Code: session.CloseNormal, Reason: "write failed"}) }
 	end.out.Store(out)
 	ready.Done()
+}
+
+// pipeLimit bounds the frames a piped socket relays to its owner, at
+// twice the session's rate and burst plus the strikes after which the
+// owner would close it: a client the owner would keep is never cut, and
+// one that floods is closed here, as the owner would close it (1008),
+// before its frames fill the owner's relay subscription, which the
+// relayed requests of every other session share.
+type pipeLimit struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func newPipeLimit(cfg session.Config) *pipeLimit {
+	burst := 2*float64(cfg.Burst) + 16
+	return &pipeLimit{rate: 2 * cfg.Rate, burst: burst, tokens: burst}
+}
+
+// take spends a token, false when none is left.
+func (l *pipeLimit) take(now time.Time) bool {
+	if !l.last.IsZero() {
+		l.tokens = min(l.tokens+now.Sub(l.last).Seconds()*l.rate, l.burst)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
 }
 
 // openPipe, on the owner, takes a socket piped from another node as a

@@ -33,6 +33,9 @@
 //                            so the test can act at that point
 //   {"do":"stop_pongs"}      the current Engine.IO socket answers no more
 //                            pings, as a client that went away silently
+//   {"do":"stop_reading"}    the current WebSocket's TCP socket reads no
+//                            more, as a client too slow for what it is sent
+//   {"do":"resume_reading"}  it reads again
 //   {"do":"disconnect"}      socket.disconnect()
 //
 // Output lines, each with "t", ms since the driver started:
@@ -194,10 +197,28 @@ const steps = {
       if (type !== "pong") send(type, ...rest);
     };
   },
+  async stop_reading(s) {
+    tcpSocket(s).pause();
+  },
+  async resume_reading(s) {
+    tcpSocket(s).resume();
+  },
   async disconnect(s) {
     s.disconnect();
   },
 };
+
+// tcpSocket is the net.Socket under the Engine.IO WebSocket transport:
+// on Node, engine.io-client's transport holds a "ws" WebSocket, which holds
+// the socket (the pinned versions are the ones this was written against).
+function tcpSocket(s) {
+  const transport = s.io.engine && s.io.engine.transport;
+  const sock = transport && transport.ws && transport.ws._socket;
+  if (!sock || typeof sock.pause !== "function") {
+    throw new Error("no WebSocket transport with a TCP socket to pause");
+  }
+  return sock;
+}
 
 function parseScenario(text) {
   const sc = JSON.parse(text);
