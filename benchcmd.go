@@ -19,27 +19,28 @@ import (
 
 // BenchCmd runs the load generator against any pushgrid cluster.
 type BenchCmd struct {
-	URL        []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
-	Proto      string        `default:"${bench_proto}" enum:"${bench_protos}" help:"What subscribers speak: native (/ws), or socketio (Socket.IO over WebSocket on /socket.io/ of each --url's host, joining with emit(\"join\", channel, ack))."`
-	NATS       string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
-	Prefix     string        `default:"${bench_prefix}" help:"Subject prefix of the cluster."`
-	Subs       int           `default:"${bench_subs}" help:"Subscriber connections."`
-	Channels   int           `default:"${bench_channels}" help:"Channels; subscribers are spread over them."`
-	Rate       string        `default:"0" help:"Messages per second of each step, a comma list; 0 = as fast as subscribers keep up, with --window messages in flight; empty = connect, join, hold."`
-	Duration   time.Duration `default:"${bench_duration}" help:"Measured time of each step."`
-	Warmup     time.Duration `default:"1s" help:"Unmeasured time before each step."`
-	Hold       time.Duration `default:"5s" help:"With an empty --rate: how long the joined connections stay."`
-	Size       int           `default:"${bench_size}" help:"Payload bytes."`
-	Window     int           `default:"${bench_window}" help:"Closed loop: messages in flight."`
-	SrcIPs     string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
-	UserPrefix string        `name:"user-prefix" default:"bench" help:"Subscriber i connects as user <prefix><i>; empty: anonymous (a node rate-limits anonymous connections per client IP)."`
-	AuthSecret string        `name:"auth-secret" help:"For a node in auth.mode jwt: its HS256 secret; each subscriber sends a token of its own (sub: its user, signed before the connect phase) as Authorization: Bearer."`
-	Hook       bool          `name:"hook" help:"For a node in auth.mode hook: answer its auth requests on --nats with the user each subscriber names in its uid cookie, and count them."`
-	Dialers    int           `default:"${bench_dialers}" help:"Connections being opened at once."`
-	Timeout    time.Duration `default:"${bench_timeout}" help:"Bound of the connect phase."`
-	PID        int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
-	Procs      int           `default:"1" help:"OS threads for the load generator (GOMAXPROCS); keep it low on the server's machine."`
-	JSON       bool          `name:"json" help:"Print the result as JSON."`
+	URL         []string      `name:"url" default:"ws://127.0.0.1:8000/ws" help:"Gateway WebSocket URL (repeatable; connections are spread over them)."`
+	Proto       string        `default:"${bench_proto}" enum:"${bench_protos}" help:"What subscribers speak: native (/ws), or socketio (Socket.IO over WebSocket on /socket.io/ of each --url's host, joining with emit(\"join\", channel, ack))."`
+	NATS        string        `default:"nats://127.0.0.1:4222" help:"NATS URL the publisher uses."`
+	Prefix      string        `default:"${bench_prefix}" help:"Subject prefix of the cluster."`
+	Subs        int           `default:"${bench_subs}" help:"Subscriber connections."`
+	Channels    int           `default:"${bench_channels}" help:"Channels; subscribers are spread over them."`
+	Rate        string        `default:"0" help:"Messages per second of each step, a comma list; 0 = as fast as subscribers keep up, with --window messages in flight; empty = connect, join, hold."`
+	Duration    time.Duration `default:"${bench_duration}" help:"Measured time of each step."`
+	Warmup      time.Duration `default:"1s" help:"Unmeasured time before each step."`
+	Hold        time.Duration `default:"5s" help:"With an empty --rate: how long the joined connections stay."`
+	Size        int           `default:"${bench_size}" help:"Payload bytes."`
+	Window      int           `default:"${bench_window}" help:"Closed loop: messages in flight."`
+	SrcIPs      string        `name:"src-ips" help:"Local addresses to connect from, a comma list of addresses or ranges (127.0.0.2-127.0.0.9), so one machine can open more than ~28k connections."`
+	UserPrefix  string        `name:"user-prefix" default:"bench" help:"Subscriber i connects as user <prefix><i>; empty: anonymous (a node rate-limits anonymous connections per client IP)."`
+	AuthSecret  string        `name:"auth-secret" help:"For a node in auth.mode jwt: its HS256 secret; each subscriber sends a token of its own (sub: its user, signed before the connect phase) as Authorization: Bearer."`
+	Hook        bool          `name:"hook" help:"For a node in auth.mode hook: answer its auth requests on --nats with the user each subscriber names in its uid cookie, and count them."`
+	Dialers     int           `default:"${bench_dialers}" help:"Connections being opened at once."`
+	ConnectRate float64       `name:"connect-rate" help:"Connects per second of the connect phase; 0: as fast as the dialers go. Pace two servers alike to compare their CPU per connect: a node's work per connect depends on how many arrive together."`
+	Timeout     time.Duration `default:"${bench_timeout}" help:"Bound of the connect phase."`
+	PID         int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
+	Procs       int           `default:"1" help:"OS threads for the load generator (GOMAXPROCS); keep it low on the server's machine."`
+	JSON        bool          `name:"json" help:"Print the result as JSON."`
 }
 
 // benchVars feeds bench's default constants into the flags' defaults, so
@@ -63,7 +64,7 @@ func benchVars() kong.Vars {
 // refuse.
 var benchFlags = map[string]string{
 	"URLs": "--url", "Proto": "--proto", "NATS": "--nats", "Subs": "--subs", "Channels": "--channels",
-	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers",
+	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers", "ConnectRate": "--connect-rate",
 	"UserPrefix": "--user-prefix", "AuthSecret": "--auth-secret", "Hook": "--hook",
 }
 
@@ -97,7 +98,7 @@ func (b *BenchCmd) Run(e *env) error {
 	cfg := bench.Config{
 		URLs: b.URL, Proto: b.Proto, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
 		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips, UserPrefix: b.UserPrefix,
-		AuthSecret: b.AuthSecret, Hook: b.Hook, Dialers: b.Dialers, Timeout: b.Timeout, PID: b.PID,
+		AuthSecret: b.AuthSecret, Hook: b.Hook, Dialers: b.Dialers, ConnectRate: b.ConnectRate, Timeout: b.Timeout, PID: b.PID,
 	}
 	if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
 		cfg.Progress = f

@@ -313,6 +313,9 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 		return fmt.Sprintf("%d/%d joined, %d errors", res.Connected, cfg.Subs, res.ConnectErrors)
 	})
 	for i := 0; i < cfg.Subs && ctx.Err() == nil; i++ {
+		if cfg.ConnectRate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / cfg.ConnectRate * float64(time.Second)))))
+		}
 		work <- i
 	}
 	close(work)

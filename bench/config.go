@@ -69,11 +69,16 @@ type Config struct {
 	// Hook makes the load generator the backend of a node in auth.mode
 	// hook: it answers the node's auth requests (<Prefix>.auth, over NATS)
 	// with the user each subscriber names in its uid cookie.
-	Hook     bool
-	Dialers  int           // connections being opened at once
-	Timeout  time.Duration // bound of the connect phase
-	PID      int           // server process on this machine to measure, 0 for none
-	Progress io.Writer     // live progress line, nil for none
+	Hook    bool
+	Dialers int // connections being opened at once
+	// ConnectRate paces the connect phase at this many connects a second
+	// (0: as fast as the dialers go), so that two servers are compared at
+	// the same offered load: a node's work per connect depends on how many
+	// arrive together (announcements are gathered and written in batches).
+	ConnectRate float64
+	Timeout     time.Duration // bound of the connect phase
+	PID         int           // server process on this machine to measure, 0 for none
+	Progress    io.Writer     // live progress line, nil for none
 }
 
 // ConfigError is a Config field whose value cannot run. Field is the
@@ -139,6 +144,8 @@ func (c *Config) validate() error {
 		return bad("Window", c.Window, "need at least 1")
 	case c.Dialers < 1:
 		return bad("Dialers", c.Dialers, "need at least 1")
+	case !(c.ConnectRate >= 0 && c.ConnectRate <= 1e6):
+		return bad("ConnectRate", c.ConnectRate, "need 0 (unpaced) to 1000000")
 	}
 	if c.Proto == ProtoSocketIO {
 		for _, u := range c.URLs {

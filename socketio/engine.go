@@ -20,7 +20,7 @@ import (
 type engineSession struct {
 	srv    *Server
 	sid    string
-	req    *http.Request // the handshake's, for auth at CONNECT: header, URL, remote address
+	req    *http.Request // guarded by recv; the handshake's (header, URL, remote address) for auth at CONNECT, nil once admitted
 	remote netip.Addr
 
 	// recv serializes the handling of the client's packets, which come in

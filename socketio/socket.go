@@ -151,8 +151,10 @@ func (es *engineSession) connect(data []byte) error {
 	}
 	id, _, err := es.srv.edge.Admit(r)
 	if err != nil {
+		// The client may CONNECT again, with other credentials.
 		return es.sendEngine(AppendConnectError(nil, DefaultNamespace, err.Error()))
 	}
+	es.req = nil // admitted: the handshake's head is not kept for the session's life
 	sock := &socket{marker: []byte(`"\u001f` + rand.Text()[:12] + `:`)}
 	es.marker.Store(&sock.marker)
 	answer := AppendConnect(nil, rand.Text()[:20])
