@@ -335,6 +335,8 @@ func sampleValue(k schema.Key, files testFiles) sample {
 		"nats.tls_key":              path(files.tls.Key),
 		"nats.tls_ca":               path(files.tls.CA),
 		"node":                      {`"n7"`, "n7", "n7"},
+		"history.dir":               {`"/var/lib/pushgrid-test"`, "/var/lib/pushgrid-test", "/var/lib/pushgrid-test"},
+		"history.store":             {`"memory"`, "memory", "memory"},
 		"gateway.listen":            {`":8123"`, ":8123", ":8123"},
 		"gateway.sticky":            {`"none"`, "none", "none"},
 		"gateway.trusted_proxies":   {`["10.0.0.0/8"]`, "10.0.0.0/8", "10.0.0.0/8"},

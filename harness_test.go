@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgrid/pushgrid/history"
+
 	"github.com/lxzan/gws"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -87,7 +89,8 @@ type testNode struct {
 func startTestNode(t testing.TB, name string, seeds []string, extra ...string) *testNode {
 	t.Helper()
 	args := []string{"serve", "--node", name, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
-		"--cluster-listen", "127.0.0.1:0", "--admin-listen", "", "--workers", "2", "--log-level", "warn"}
+		"--cluster-listen", "127.0.0.1:0", "--admin-listen", "", "--workers", "2", "--log-level", "warn",
+		"--history-dir", t.TempDir()}
 	for _, s := range seeds {
 		args = append(args, "--seed", s)
 	}
@@ -107,6 +110,9 @@ func startTestNode(t testing.TB, name string, seeds []string, extra ...string) *
 // startNodeConfig starts a node of cfg that logs to t and is shut down
 // when the test ends.
 func startNodeConfig(t testing.TB, cfg node.Config) (*node.Node, error) {
+	if cfg.History.Dir == "" || cfg.History.Dir == history.DefaultDir(cfg.Node) {
+		cfg.History.Dir = t.TempDir() // not the working directory's
+	}
 	n, err := node.New(cfg, node.WithLogger(cfg.Logger(logWriter{t})))
 	if err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ var startedLine = regexp.MustCompile(`pushgrid started.*gateway=(\S+)`)
 func startProcess(t testing.TB, name string, seeds []string, extra ...string) *procNode {
 	t.Helper()
 	args := []string{"serve", "--node", name, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
-		"--cluster-listen", "127.0.0.1:0", "--admin-listen", "", "--workers", "2"}
+		"--cluster-listen", "127.0.0.1:0", "--admin-listen", "", "--workers", "2", "--history-dir", t.TempDir()}
 	for _, s := range seeds {
 		args = append(args, "--seed", s)
 	}

@@ -26,9 +26,10 @@ func (r *pubsubReceiver) DeliverChannel(c string, p []byte) {
 	r.got = append(r.got, c+" "+string(p))
 	r.mu.Unlock()
 }
-func (r *pubsubReceiver) DeliverUser(string, []byte) {}
-func (r *pubsubReceiver) DeliverConn(string, []byte) {}
-func (r *pubsubReceiver) DeliverAll([]byte)          {}
+func (r *pubsubReceiver) DeliverUser(string, []byte)                   {}
+func (r *pubsubReceiver) DeliverConn(string, []byte)                   {}
+func (r *pubsubReceiver) DeliverAll([]byte)                            {}
+func (r *pubsubReceiver) DeliverStored(string, uint64, uint64, []byte) {}
 
 func (r *pubsubReceiver) has(s string) bool {
 	r.mu.Lock()

@@ -73,6 +73,7 @@ func startNode(t testing.TB, edit func(*node.Config)) (ws, nats string) {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Node = "b1"
+	cfg.History.Dir = t.TempDir()
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = ""

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,11 @@ import (
 // block: one goroutine delivers every channel's messages (channels.go).
 type Receiver interface {
 	DeliverChannel(channel string, payload []byte)
+	// DeliverStored is a history channel's message as stored, with its
+	// sequence in the channel's store; prev is the sequence of the
+	// message stored before it in the channel (0 for none), so a receiver
+	// can tell a message it missed.
+	DeliverStored(channel string, seq, prev uint64, payload []byte)
 	DeliverUser(user string, payload []byte)
 	DeliverConn(conn string, payload []byte)
 	DeliverAll(payload []byte)
@@ -164,10 +171,21 @@ func (b *Broker) startServer() error {
 			return fmt.Errorf("nats.tls_cert: %w", err)
 		}
 	}
+	if b.cfg.StoreDir != "" {
+		opts.JetStream = true
+		opts.StoreDir = b.cfg.StoreDir
+	}
 	if b.cfg.ClusterListen != "" {
 		chost, cport, err := splitHostPort(b.cfg.ClusterListen)
 		if err != nil {
 			return fmt.Errorf("nats.cluster_listen: %w", err)
+		}
+		if cport == server.RANDOM_PORT && opts.JetStream && len(b.cfg.Seeds) == 0 {
+			// The route to itself below needs the port before the server
+			// starts.
+			if cport, err = freePort(chost); err != nil {
+				return fmt.Errorf("nats.cluster_listen: %w", err)
+			}
 		}
 		opts.Cluster = server.ClusterOpts{
 			Name: b.cfg.ClusterName, Host: chost, Port: cport,
@@ -183,8 +201,16 @@ func (b *Broker) startServer() error {
 			}
 			opts.Cluster.TLSConfig = b.routeTLS
 		}
-		if len(b.cfg.Seeds) > 0 {
+		switch {
+		case len(b.cfg.Seeds) > 0:
 			opts.Routes = routeURLs(b.cfg.Seeds, b.cfg.ClusterSecret)
+		case opts.JetStream:
+			// Clustered JetStream will not start without a route to
+			// dial; the first node of a cluster, which the others seed
+			// to, gets one to itself, which the server recognises and
+			// drops. Its JetStream then waits for a second node to
+			// elect a leader of the cluster's metadata.
+			opts.Routes = routeURLs([]string{"nats://" + net.JoinHostPort(dialHost(chost), strconv.Itoa(cport))}, b.cfg.ClusterSecret)
 		}
 	}
 	ns, err := server.NewServer(opts)

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ func (r *recorder) DeliverChannel(c string, p []byte) { r.add("chan", c, p) }
 func (r *recorder) DeliverUser(u string, p []byte)    { r.add("user", u, p) }
 func (r *recorder) DeliverConn(id string, p []byte)   { r.add("conn", id, p) }
 func (r *recorder) DeliverAll(p []byte)               { r.add("all", "*", p) }
+func (r *recorder) DeliverStored(c string, seq, prev uint64, p []byte) {
+	r.add("stored", c+"#"+strconv.FormatUint(seq, 10)+"<"+strconv.FormatUint(prev, 10), p)
+}
 
 func (r *recorder) has(s string) bool {
 	r.mu.Lock()

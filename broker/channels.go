@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 )
@@ -48,8 +49,12 @@ func (b *Broker) Subscribe(channel string) error {
 		return nil
 	}
 	// The subject is built once and the channel name kept as its tail: the
-	// caller's string may be a slice of a whole client frame.
+	// caller's string may be a slice of a whole client frame. A history
+	// channel's members get what its store republishes (Config.Stored).
 	subject := b.subj.Channel(channel)
+	if b.cfg.Stored != nil && b.cfg.Stored(channel) {
+		subject = b.subj.Live(channel)
+	}
 	sub, err := b.nc.ChanSubscribe(subject, b.intake)
 	if err != nil {
 		return fmt.Errorf("subscribe channel %q: %w", channel, err)
@@ -94,7 +99,7 @@ func (b *Broker) startDelivery() {
 // pump hands each channel message to the Receiver.
 func (b *Broker) pump() {
 	defer b.wg.Done()
-	prefix := len(b.subj.chanPrefix())
+	chanPrefix, livePrefix := b.subj.chanPrefix(), b.subj.livePrefix()
 	for {
 		select {
 		case <-b.stop:
@@ -104,9 +109,34 @@ func (b *Broker) pump() {
 			// nats.go would have with a subscription of its own: the
 			// channel may have new members by now, who joined after it
 			// was published.
-			if m.Sub.IsValid() {
-				b.recv.DeliverChannel(m.Sub.Subject[prefix:], m.Data)
+			if !m.Sub.IsValid() {
+				continue
 			}
+			subject := m.Sub.Subject
+			if len(subject) > len(livePrefix) && subject[:len(livePrefix)] == livePrefix {
+				seq, prev, ok := storedSeq(m)
+				if !ok {
+					b.log.Warn("a republished message without its sequence", "subject", m.Subject)
+					continue
+				}
+				b.recv.DeliverStored(subject[len(livePrefix):], seq, prev, m.Data)
+				continue
+			}
+			b.recv.DeliverChannel(subject[len(chanPrefix):], m.Data)
 		}
 	}
+}
+
+// storedSeq reads the sequence of a message a stream republished, and
+// that of the message stored before it on the same subject.
+func storedSeq(m *nats.Msg) (seq, prev uint64, ok bool) {
+	if m.Header == nil {
+		return 0, 0, false
+	}
+	seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, 0, false
+	}
+	prev, _ = strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64)
+	return seq, prev, true
 }

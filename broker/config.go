@@ -75,6 +75,16 @@ type Config struct {
 	// from session.max_message_bytes, so errors name that key.
 	MaxPayload int `toml:"-" kong:"-"`
 
+	// StoreDir is the embedded server's JetStream store directory (the
+	// history channels' messages and the cluster's stream metadata):
+	// history.dir. Empty: JetStream stays off.
+	StoreDir string `toml:"-" kong:"-"`
+	// Stored reports whether a channel keeps history (PROTOCOL.md §6): the
+	// node subscribes such a channel's stored messages, republished on
+	// <prefix>.live.chan.<channel> with their sequence, instead of
+	// <prefix>.chan.<channel>. Nil: none does.
+	Stored func(channel string) bool `toml:"-" kong:"-"`
+
 	// Node is this node's name (required).
 	Node string `toml:"-" kong:"-"`
 	// Status, when set, adds this node's gateway address and counts to

@@ -14,6 +14,12 @@ func (s Subjects) Channel(c string) string { return s.chanPrefix() + c }
 
 func (s Subjects) chanPrefix() string { return s.Prefix + ".chan." }
 
+// Live is where a history channel's stored messages are republished, with
+// their sequence in the Nats-Sequence header: a subject of the nodes' own.
+func (s Subjects) Live(c string) string { return s.livePrefix() + c }
+
+func (s Subjects) livePrefix() string { return s.Prefix + ".live.chan." }
+
 // User is where everything for every connection of user u goes.
 func (s Subjects) User(u string) string { return s.Prefix + ".user." + u }
 

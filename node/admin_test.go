@@ -37,7 +37,7 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 		{"", "short", "admin.token: 5 bytes"},
 	} {
 		t.Run(c.listen+"/"+c.token, func(t *testing.T) {
-			cfg := testConfig("a1")
+			cfg := testConfig(t, "a1")
 			cfg.Admin = node.AdminConfig{Listen: c.listen, Token: c.token}
 			err := cfg.Check()
 			switch {
@@ -56,7 +56,7 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 // included, only to requests that carry the token.
 func TestAdminToken(t *testing.T) {
 	const token = "0123456789abcdef0123"
-	cfg := testConfig("a1")
+	cfg := testConfig(t, "a1")
 	cfg.Admin.Token = token
 	n, err := node.New(cfg, node.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/pushgrid/pushgrid/auth"
 	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/gateway"
+	"github.com/pushgrid/pushgrid/history"
 	"github.com/pushgrid/pushgrid/internal/loopback"
 	"github.com/pushgrid/pushgrid/internal/schema"
 	"github.com/pushgrid/pushgrid/session"
@@ -29,6 +30,9 @@ type Config struct {
 	Auth    auth.Config    `toml:"auth" embed:""`
 	// SocketIO is the Socket.IO server on the gateway port (PROTOCOL.md §8).
 	SocketIO socketio.Config `toml:"socketio" embed:""`
+	// History is where history channels' messages are stored (PROTOCOL.md
+	// §6); which channels keep history is the [[channels]] rules' say.
+	History history.Config `toml:"history" embed:""`
 	// Channels are the channel rules, the [[channels]] tables (PROTOCOL.md
 	// §5), first match wins; they are read from the file only.
 	Channels []session.Rule `toml:"channels" kong:"-"`
@@ -90,6 +94,12 @@ func (c *Config) derive() {
 		c.NATS.ClusterListen = broker.DefaultClusterListen
 	}
 	c.NATS.Node, c.Session.Node, c.SocketIO.Node = c.Node, c.Node, c.Node
+	if c.History.Dir == "" {
+		c.History.Dir = history.DefaultDir(c.Node)
+	}
+	if c.NATS.URL == "" {
+		c.NATS.StoreDir = c.History.Dir
+	}
 	c.Session.Rules = c.Channels
 	c.Session.Leeway = c.Auth.Leeway
 	// The largest payload the node publishes: a client frame whole (a
@@ -116,7 +126,7 @@ func (c Config) Check() error {
 		// The parts check the name too: say it once.
 		c.NATS.Node, c.Session.Node = "n", "n"
 	}
-	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, &c.Auth, &c.SocketIO, c.Admin, c.Log} {
+	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, &c.Auth, &c.SocketIO, &c.History, c.Admin, c.Log} {
 		if err := part.Check(); err != nil {
 			errs = append(errs, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -35,8 +36,15 @@ func (greeter) OnMessage(c *session.Conn, f *session.Frame) error {
 func Example() {
 	cfg := node.DefaultConfig()
 	cfg.Node = "example"
-	// Ephemeral ports, and no admin API, for the example.
+	// Ephemeral ports, no admin API, and a store directory of its own,
+	// for the example.
 	cfg.Gateway.Listen, cfg.NATS.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", ""
+	dir, err := os.MkdirTemp("", "pushgrid-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg.History.Dir = dir
 	n, err := node.New(cfg, node.WithHandler(greeter{}), node.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		panic(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/pushgrid/pushgrid/auth"
 	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/gateway"
+	"github.com/pushgrid/pushgrid/history"
 	"github.com/pushgrid/pushgrid/internal/loopback"
 	"github.com/pushgrid/pushgrid/session"
 	"github.com/pushgrid/pushgrid/socketio"
@@ -30,13 +31,18 @@ type Node struct {
 	hub     *session.Hub
 	gateway *gateway.Gateway
 	sio     *socketio.Server
-	admin   *http.Server // nil when admin.listen is empty
-	anyUser bool         // no auth: a client names its own user
+	store   *history.Store // history channels; nil when no rule keeps history
+	admin   *http.Server   // nil when admin.listen is empty
+	anyUser bool           // no auth: a client names its own user
 
 	mu       sync.Mutex
 	started  bool // guarded by mu
 	adminLn  net.Listener
 	adminRun sync.WaitGroup
+
+	// streams runs keepStreams until stopStreams closes.
+	streams     sync.WaitGroup
+	stopStreams chan struct{}
 
 	shutOnce sync.Once
 	shutErr  error
@@ -84,17 +90,28 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if log == nil {
 		log = cfg.Logger(os.Stderr)
 	}
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, stopStreams: make(chan struct{})}
 	cfg.NATS.Logger = log.With("component", "broker")
 	cfg.Session.Logger = log.With("component", "session")
 	cfg.Gateway.Logger = log.With("component", "gateway")
 	cfg.Auth.Logger = log.With("component", "auth")
 	cfg.SocketIO.Logger = log.With("component", "socketio")
 	cfg.NATS.Status = n.status
+	// The broker subscribes history channels to what their store
+	// republishes; the store is made once the broker knows its prefix.
+	cfg.NATS.Stored = func(channel string) bool { return n.store != nil && n.store.Keeps(channel) }
 
 	b, err := broker.New(cfg.NATS)
 	if err != nil {
 		return nil, err
+	}
+	store, err := history.New(b.Subjects().Prefix, cfg.Session.Rules, cfg.History, log.With("component", "history"))
+	if err != nil {
+		return nil, err
+	}
+	if store.Enabled() {
+		n.store = store
+		cfg.Session.History = store
 	}
 	switch {
 	case o.authorize != nil:
@@ -151,6 +168,14 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = true
 	if err := n.broker.Start(ctx, n.hub); err != nil {
 		return err
+	}
+	if n.store != nil {
+		if err := n.store.Start(n.broker.Conn()); err != nil {
+			_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+			return fmt.Errorf("history: %w", err)
+		}
+		n.streams.Add(1)
+		go n.keepStreams()
 	}
 	// Other nodes relay here the requests of Socket.IO sessions this
 	// node holds.
@@ -220,8 +245,56 @@ func (n *Node) shutdown(ctx context.Context) error {
 		_ = n.admin.Close()
 		n.adminRun.Wait()
 	}
+	close(n.stopStreams)
+	n.streams.Wait()
 	errB := n.broker.Shutdown(ctx)
 	return errors.Join(errHub, errSIO, errGW, errB)
+}
+
+// keepStreams creates the history rules' streams, and raises their
+// replicas to min(3, live nodes) as nodes join, until the node stops. A
+// stream's replicas are never lowered: a node that died may come back,
+// and its replicas keep a majority meanwhile. Until the cluster's
+// JetStream is ready (a first node waits for a second to elect the
+// metadata's leader) it tries again every few seconds.
+func (n *Node) keepStreams() {
+	defer n.streams.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	failing := false
+	for {
+		want := min(3, max(1, len(n.broker.Nodes())))
+		if have := n.store.Replicas(); have < want {
+			// Short: a new cluster's JetStream ignores requests for its
+			// first seconds rather than refusing them.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			err := n.store.Ensure(ctx, max(want, have))
+			cancel()
+			switch {
+			case err != nil && !failing:
+				n.log.Warn("history streams not ready; retrying", "replicas", want, "err", err)
+				failing = true
+			case err == nil:
+				n.log.Info("history streams ready", "replicas", want)
+				failing = false
+			}
+		}
+		select {
+		case <-n.stopStreams:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// HistoryReplicas is the replicas of the history channels' streams as
+// this node last set them: 0 until they exist (or when no rule keeps
+// history).
+func (n *Node) HistoryReplicas() int {
+	if n.store == nil {
+		return 0
+	}
+	return n.store.Replicas()
 }
 
 // status is what the node's heartbeats tell the cluster.

@@ -42,9 +42,10 @@ func (h *tagger) OnDisconnect(*session.Conn, error) {
 }
 
 // testConfig is a node's configuration on ephemeral loopback ports.
-func testConfig(name string, seeds ...string) node.Config {
+func testConfig(t testing.TB, name string, seeds ...string) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.Node = name
+	cfg.History.Dir = t.TempDir()
 	cfg.Gateway.Listen, cfg.Gateway.Workers, cfg.Gateway.Drain = "127.0.0.1:0", 1, 100*time.Millisecond
 	cfg.NATS.Listen, cfg.NATS.ClusterListen, cfg.NATS.Seeds = "127.0.0.1:0", "127.0.0.1:0", seeds
 	cfg.NATS.Heartbeat = 200 * time.Millisecond
@@ -65,7 +66,7 @@ func TestEmbeddedCluster(t *testing.T) {
 			seeds = []string{nodes[0].ClusterURL()}
 		}
 		h := &tagger{name: fmt.Sprintf("e%d", i)}
-		n, err := node.New(testConfig(h.name, seeds...), node.WithHandler(h), node.WithLogger(slog.New(slog.DiscardHandler)))
+		n, err := node.New(testConfig(t, h.name, seeds...), node.WithHandler(h), node.WithLogger(slog.New(slog.DiscardHandler)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +137,7 @@ func TestEmbeddedCluster(t *testing.T) {
 // TestConfigChecked: New refuses a configuration that cannot work, naming
 // each bad key once, and starts nothing.
 func TestConfigChecked(t *testing.T) {
-	cfg := testConfig("bad name")
+	cfg := testConfig(t, "bad name")
 	cfg.Session.Rate = -1
 	cfg.Gateway.FrameTimeout = time.Nanosecond
 	_, err := node.New(cfg)

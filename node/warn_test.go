@@ -53,7 +53,7 @@ func TestOpenGatewayWarns(t *testing.T) {
 		{"every interface, Authorize", ":0", []node.Option{authorize}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := testConfig("w1")
+			cfg := testConfig(t, "w1")
 			cfg.Gateway.Listen = c.listen
 			var logs syncBuffer
 			n, err := node.New(cfg, append(c.opts, node.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))...)

@@ -42,10 +42,18 @@ type channel struct {
 	// map costs more than the channel itself.
 	index map[*Conn]int
 	dead  bool // removed from the hub; a joiner must look again
+	// recovering holds back the batches of members that joined a history
+	// channel and whose replay has not gone out yet (see joinStored); nil
+	// when none has, which is the fanout's fast path.
+	recovering map[*Conn]*heldBatches
 
-	qmu sync.Mutex // guards out
-	out *fanout    // while messages are on their way; nil when none is
+	qmu     sync.Mutex // guards out and lastSeq
+	out     *fanout    // while messages are on their way; nil when none is
+	lastSeq uint64     // a history channel's newest stored message delivered
 }
+
+// heldBatches are the batches a recovering member missed, in order.
+type heldBatches struct{ batches []batch }
 
 // fanout is a channel's messages on their way to its members; its fields
 // are guarded by the channel's qmu.
@@ -88,8 +96,9 @@ func (ch *channel) find(c *Conn) int {
 	return -1
 }
 
-// add makes c a member; it reports false if the channel is dead.
-func (ch *channel) add(c *Conn) bool {
+// add makes c a member; it reports false if the channel is dead. A held
+// member gets no batch until release.
+func (ch *channel) add(c *Conn, held bool) bool {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.dead {
@@ -97,6 +106,12 @@ func (ch *channel) add(c *Conn) bool {
 	}
 	if ch.find(c) >= 0 {
 		return true
+	}
+	if held {
+		if ch.recovering == nil {
+			ch.recovering = make(map[*Conn]*heldBatches)
+		}
+		ch.recovering[c] = &heldBatches{}
 	}
 	ch.members = append(ch.members, c)
 	switch {
@@ -116,6 +131,7 @@ func (ch *channel) add(c *Conn) bool {
 func (ch *channel) remove(c *Conn) (empty bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	ch.unhold(c)
 	if i := ch.find(c); i >= 0 {
 		last := len(ch.members) - 1
 		moved := ch.members[last]
@@ -228,9 +244,24 @@ func (ch *channel) dispatch(h *Hub, out *fanout) {
 		delivered := 0
 		for _, b := range batches {
 			n := 0
-			for _, c := range ch.members {
-				if c.out.send(b.buf, b.frames) {
-					n++
+			if ch.recovering == nil {
+				for _, c := range ch.members {
+					if c.out.send(b.buf, b.frames) {
+						n++
+					}
+				}
+			} else {
+				for _, c := range ch.members {
+					if held := ch.recovering[c]; held != nil {
+						// Appended under the read lock: only this
+						// dispatcher appends, and release takes the
+						// write lock.
+						held.batches = append(held.batches, b)
+						continue
+					}
+					if c.out.send(b.buf, b.frames) {
+						n++
+					}
 				}
 			}
 			delivered += n * b.frames
@@ -242,4 +273,59 @@ func (ch *channel) dispatch(h *Hub, out *fanout) {
 		out.spare = batches
 		ch.qmu.Unlock()
 	}
+}
+
+// unhold stops holding c's batches; callers hold ch.mu for writing.
+func (ch *channel) unhold(c *Conn) *heldBatches {
+	held := ch.recovering[c]
+	if held != nil {
+		delete(ch.recovering, c)
+		if len(ch.recovering) == 0 {
+			ch.recovering = nil
+		}
+	}
+	return held
+}
+
+// release ends the hold on c: frames (n whole frames: the join's answer
+// and its replay) go to it first, then the frames of the batches it
+// missed meanwhile whose seq is above last, what the replay ended with;
+// from then on it gets every batch. Frames without a seq (payloads that
+// are not JSON objects) are handed over as they came.
+func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	held := ch.unhold(c)
+	if held == nil {
+		return // c left meanwhile
+	}
+	for _, b := range held.batches {
+		for p := b.buf; len(p) > 0; {
+			h, size := wsFrameHeader(p)
+			if h == 0 || h+size > len(p) {
+				break // not a whole frame: cannot happen with appendFrame's
+			}
+			if seq, ok := frameSeq(p[h : h+size]); !ok || seq > last {
+				frames = append(frames, p[:h+size]...)
+				n++
+			}
+			p = p[h+size:]
+		}
+	}
+	c.out.send(frames, n)
+}
+
+// advance records seq as the channel's newest stored message delivered: it
+// reports false for one at or below the last (a duplicate), and gap when
+// prev, the message stored before seq, is above the last, so that one or
+// more were missed.
+func (ch *channel) advance(seq, prev uint64) (gap, ok bool) {
+	ch.qmu.Lock()
+	defer ch.qmu.Unlock()
+	if seq <= ch.lastSeq {
+		return false, false
+	}
+	gap = ch.lastSeq != 0 && prev > ch.lastSeq
+	ch.lastSeq = seq
+	return gap, true
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// Leeway is added to a token's exp before its connection is closed with
 	// 4003 (auth.leeway).
 	Leeway time.Duration `toml:"-" kong:"-"`
+	// History is the store of the channels whose rule keeps history
+	// (PROTOCOL.md §6); nil: those channels are served without it (no seq,
+	// no replay).
+	History HistoryStore `toml:"-" kong:"-"`
 
 	// Node is this node's name, sent in welcome frames and events.
 	Node string `toml:"-" kong:"-"`

@@ -32,7 +32,7 @@ const foldMapAt = 16
 // frameKeys are the top-level keys the protocol reads. A key that equals
 // one of them but for case is refused, so that no reader takes it for the
 // real one.
-var frameKeys = []string{"type", "channel", "user", "msg", "id"}
+var frameKeys = []string{"type", "channel", "user", "msg", "id", "since", "history"}
 
 // DecodeFrame decodes and checks one client frame: a JSON object with a
 // string "type", an optional string or number "id", and string "channel" and
@@ -84,7 +84,30 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 			return f, errorf(CodeBadToken, "refresh needs a string token")
 		}
 	}
+	if f.Type == TypeJoin && (top.since != nil || top.history != nil) {
+		if top.since != nil && top.history != nil {
+			return f, errorf(CodeBadRequest, "a join takes since or history, not both")
+		}
+		if top.since != nil {
+			if f.Since, ok = counter(top.since); !ok {
+				return f, errorf(CodeBadRequest, "since must be a whole number, the last seq seen")
+			}
+			f.Recover = RecoverSince
+		} else {
+			if f.History, ok = counter(top.history); !ok {
+				return f, errorf(CodeBadRequest, "history must be a whole number of messages")
+			}
+			f.Recover = RecoverHistory
+		}
+	}
 	return f, nil
+}
+
+// counter reads raw, a JSON number, as a whole number from 0 to 2^53 (what
+// every JSON reader keeps exact).
+func counter(raw []byte) (uint64, bool) {
+	n, err := strconv.ParseUint(string(raw), 10, 64)
+	return n, err == nil && n <= 1<<53
 }
 
 // topFields are the raw values of the top-level keys the protocol reads,
@@ -92,6 +115,7 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 type topFields struct {
 	typ, channel, user, msg, id []byte
 	token                       []byte // read by refresh frames only
+	since, history              []byte // read by join frames only
 	idTwice                     bool   // "id" came twice (the frame is refused, and no id echoed)
 }
 
@@ -109,6 +133,10 @@ func (t *topFields) field(key string) *[]byte {
 		return &t.id
 	case "token":
 		return &t.token
+	case "since":
+		return &t.since
+	case "history":
+		return &t.history
 	}
 	return nil
 }

@@ -13,6 +13,12 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 	if ch == nil {
 		return
 	}
+	h.deliverChannel(ch, payload, payload)
+}
+
+// deliverChannel hands frame, the payload as ch's members get it, to them;
+// payload is as it was published.
+func (h *Hub) deliverChannel(ch *channel, payload, frame []byte) {
 	linger := false
 	if bytes.HasPrefix(payload, controlPrefix) {
 		n := ch.size()
@@ -21,7 +27,7 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 		}
 		linger = n > lingerAt
 	}
-	ch.deliver(h, payload, linger)
+	ch.deliver(h, frame, linger)
 }
 
 // controlPrefix starts every control frame encodeControl builds.

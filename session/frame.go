@@ -30,7 +30,23 @@ type Frame struct {
 	ID      json.RawMessage // a JSON string or number, nil when absent
 	Token   string          // a refresh frame's token
 	Raw     []byte          // the whole frame as the client sent it
+
+	// A join's recovery on a history channel (PROTOCOL.md §6): the messages
+	// after seq Since, or the last History messages.
+	Recover Recover
+	Since   uint64
+	History uint64
 }
+
+// Recover is what a join asks of a history channel's store.
+type Recover uint8
+
+// Kinds of Recover.
+const (
+	RecoverNone    Recover = iota // a plain join
+	RecoverSince                  // "since": the messages after Since
+	RecoverHistory                // "history": the last History messages
+)
 
 // Server frames are built by appending to a byte slice: names are validated
 // to a charset that needs no escaping, and message values are raw JSON that

@@ -154,18 +154,35 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 		return false
 	}
 
-	ch := h.addMember(c, name, rule)
+	stored := rule.History > 0 && h.store != nil
+	ch := h.addMember(c, name, rule, stored)
 	if err := h.bus.Subscribe(name); err != nil {
 		h.removeMember(c, ch)
 		h.log.Error("subscribe failed", logChannel, name, logErr, err)
 		h.sendError(c, errorf(CodeBadRequest, "cannot join %q now: %v", name, err), f.ID)
 		return false
 	}
+	if stored {
+		// Answered, with the replay, once the store has (history.go).
+		if perr := h.joinStored(c, ch, f); perr != nil {
+			h.removeMember(c, ch)
+			h.bus.Unsubscribe(name)
+			h.sendError(c, perr, f.ID)
+			return false
+		}
+	}
 	c.mu.Lock()
 	c.channels = append(c.channels, ch)
 	c.mu.Unlock()
 
-	c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
+	switch {
+	case stored: // answered with the replay
+	case f.Recover != RecoverNone:
+		// since or history on a channel that keeps none (PROTOCOL.md §6).
+		c.out.send(textFrame(encodeJoinedRecovered(name, f.ID)), 1)
+	default:
+		c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
+	}
 	if rule.Announce {
 		h.publish(name, encodeControl(name, user, "joined"))
 	}

@@ -22,6 +22,7 @@ type Hub struct {
 	backend Backend
 	handler Handler
 	log     *slog.Logger
+	store   HistoryStore // cfg.History
 
 	mu       sync.RWMutex
 	channels map[string]*channel // guarded by mu
@@ -73,6 +74,7 @@ func New(cfg Config, bus Bus, backend Backend, handler Handler) (*Hub, error) {
 		backend:  backend,
 		handler:  handler,
 		log:      cfg.Logger,
+		store:    cfg.History,
 		channels: make(map[string]*channel),
 		users:    make(map[string][]*Conn),
 		epoch:    time.Now(),

@@ -685,10 +685,10 @@ func TestChannelMembership(t *testing.T) {
 	conns := make([]*Conn, 3*indexAt)
 	for i := range conns {
 		conns[i] = &Conn{id: fmt.Sprint(i)}
-		if !ch.add(conns[i]) {
+		if !ch.add(conns[i], false) {
 			t.Fatal("add refused")
 		}
-		if !ch.add(conns[i]) { // twice: still one member
+		if !ch.add(conns[i], false) { // twice: still one member
 			t.Fatal("add refused")
 		}
 	}
@@ -725,7 +725,7 @@ func TestChannelMembership(t *testing.T) {
 			t.Fatalf("remove reported empty=%v with %d left", empty, len(left))
 		}
 	}
-	if ch.add(conns[0]) {
+	if ch.add(conns[0], false) {
 		t.Fatal("a dead channel took a member")
 	}
 }

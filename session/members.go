@@ -44,7 +44,7 @@ func (h *Hub) disconnect(c *Conn, reason error) {
 	h.live.Add(-1)
 }
 
-func (h *Hub) addMember(c *Conn, name string, rule *Rule) *channel {
+func (h *Hub) addMember(c *Conn, name string, rule *Rule, held bool) *channel {
 	for {
 		h.mu.RLock()
 		ch := h.channels[name]
@@ -57,7 +57,7 @@ func (h *Hub) addMember(c *Conn, name string, rule *Rule) *channel {
 			}
 			h.mu.Unlock()
 		}
-		if ch.add(c) {
+		if ch.add(c, held) {
 			return ch
 		}
 		// It emptied and died between the lookup and add; its removal from

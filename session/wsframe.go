@@ -77,3 +77,25 @@ func frameRest(p []byte, w int) int {
 	}
 	return min(i, len(p)) - w
 }
+
+// wsFrameHeader reads the header of the server frame p starts with: its
+// length and the payload's size; 0, 0 when p holds no whole header.
+func wsFrameHeader(p []byte) (header, size int) {
+	if len(p) < 2 {
+		return 0, 0
+	}
+	switch n := int(p[1] & 0x7f); n {
+	case 126:
+		if len(p) < 4 {
+			return 0, 0
+		}
+		return 4, int(binary.BigEndian.Uint16(p[2:]))
+	case 127:
+		if len(p) < 10 {
+			return 0, 0
+		}
+		return 10, int(binary.BigEndian.Uint64(p[2:]))
+	default:
+		return 2, n
+	}
+}

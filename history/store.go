@@ -1,0 +1,422 @@
+package history
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushgrid/pushgrid/session"
+)
+
+// The store of history channels on NATS JetStream (PROTOCOL.md §6, and
+// ../shared/notes/jetstream-history.md for the measurements behind it).
+//
+// One stream per [[channels]] rule with history > 0: its subjects are the
+// rule's channels' <prefix>.chan.<pattern>, so every message published to
+// such a channel, by anyone, is stored; per channel (subject) it keeps
+// the rule's history messages, each for history_ttl. The stream's leader
+// republishes each stored message to <prefix>.live.chan.<channel> with its
+// sequence in the Nats-Sequence header: the nodes subscribe there instead
+// of to <prefix>.chan.<channel>, so what members get is what was stored,
+// in the stored order, with its seq.
+//
+// Streams do not overlap (the rules' history patterns may not, a config
+// error otherwise), a channel's messages are dropped oldest first (per
+// subject limits and age, never deleted one by one: DenyDelete,
+// DenyPurge), so "message N is still stored" means nothing after N was
+// dropped: what recovered says.
+
+// Message is one stored message of a channel.
+type Message = session.Stored
+
+// ErrUnavailable is a store that did not answer in time: a stream whose
+// leader is being elected (4 to 9 s after it died), or JetStream down.
+var ErrUnavailable = session.ErrStoreUnavailable
+
+var _ session.HistoryStore = (*Store)(nil)
+
+// Store reads and writes history channels.
+type Store struct {
+	prefix string
+	rules  []session.Rule
+	kind   jetstream.StorageType
+	log    *slog.Logger
+
+	// nc and js are set once, by Start, before any read or write.
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	mu       sync.Mutex
+	replicas int // guarded by mu; the streams' replicas as last set
+}
+
+// New returns the store of prefix's history channels, whose rules are
+// rules (all of them, in order: the first that matches a channel is its
+// rule, as for the hub). It reads and writes once Start has given it a
+// connection.
+func New(prefix string, rules []session.Rule, cfg Config, log *slog.Logger) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	kind := jetstream.FileStorage
+	if cfg.Store == StoreMemory {
+		kind = jetstream.MemoryStorage
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{prefix: prefix, rules: rules, kind: kind, log: log}, nil
+}
+
+// Start gives the store its connection, whose server (or cluster) has
+// JetStream. Call it once, before the hub serves clients.
+func (s *Store) Start(nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	s.nc, s.js = nc, js
+	return nil
+}
+
+// Enabled reports whether any rule keeps history.
+func (s *Store) Enabled() bool {
+	for _, r := range s.rules {
+		if r.History > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleOf is channel's rule: the first that matches; nil when none keeps
+// its history.
+func (s *Store) ruleOf(channel string) *session.Rule {
+	for i := range s.rules {
+		if s.rules[i].Pattern.Match(channel) {
+			if s.rules[i].History > 0 {
+				return &s.rules[i]
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// Keeps reports whether channel keeps history.
+func (s *Store) Keeps(channel string) bool { return s.ruleOf(channel) != nil }
+
+// StreamName is the stream of rule r: named by a digest of the prefix and
+// the pattern, which a stream name cannot hold ('.', '*', '>'); its
+// description says the pattern.
+func (s *Store) StreamName(r *session.Rule) string {
+	sum := sha256.Sum256([]byte(s.prefix + "\x00" + r.Pattern.String()))
+	return "pushgrid-history-" + hex.EncodeToString(sum[:8])
+}
+
+// streamConfig is rule r's stream with replicas.
+func (s *Store) streamConfig(r *session.Rule, replicas int) jetstream.StreamConfig {
+	pattern := r.Pattern.String()
+	dup := min(2*time.Minute, r.HistoryTTL)
+	return jetstream.StreamConfig{
+		Name:              s.StreamName(r),
+		Description:       "pushgrid history of channels " + pattern + " (" + s.prefix + ")",
+		Subjects:          []string{s.prefix + ".chan." + pattern},
+		MaxMsgsPerSubject: int64(r.History),
+		MaxAge:            r.HistoryTTL,
+		Storage:           s.kind,
+		Replicas:          replicas,
+		Duplicates:        dup,
+		AllowDirect:       true,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		RePublish: &jetstream.RePublish{
+			Source:      s.prefix + ".chan." + pattern,
+			Destination: s.prefix + ".live.chan." + republishPattern(pattern),
+		},
+	}
+}
+
+// republishPattern is pattern as a republish destination: each '*' the
+// token it matched ({{wildcard(n)}}); '>' stays, as it must.
+func republishPattern(pattern string) string {
+	tokens := strings.Split(pattern, ".")
+	n := 0
+	for i, t := range tokens {
+		if t == "*" {
+			n++
+			tokens[i] = "{{wildcard(" + strconv.Itoa(n) + ")}}"
+		}
+	}
+	return strings.Join(tokens, ".")
+}
+
+// Ensure creates or updates every rule's stream with replicas replicas.
+func (s *Store) Ensure(ctx context.Context, replicas int) error {
+	var errs []error
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.History == 0 {
+			continue
+		}
+		if _, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig(r, replicas)); err != nil {
+			errs = append(errs, fmt.Errorf("history stream for channels %s: %w", r.Pattern, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.replicas = replicas
+	s.mu.Unlock()
+	return nil
+}
+
+// Replicas is the replica count Ensure last set, 0 before it succeeded.
+func (s *Store) Replicas() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replicas
+}
+
+// Publish stores payload in channel's history and returns its seq; with
+// id, a retry of the same id within the duplicate window (2 minutes, or
+// history_ttl if shorter) is stored once.
+func (s *Store) Publish(ctx context.Context, channel string, payload []byte, id string) (uint64, error) {
+	if s.ruleOf(channel) == nil {
+		return 0, fmt.Errorf("history: channel %q keeps no history", channel)
+	}
+	var opts []jetstream.PublishOpt
+	if id != "" {
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.prefix + ".chan." + channel, Data: payload}, opts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// Last is the seq of channel's newest stored message (0 when none), as
+// the stream's leader has it: a replica may lag behind it. While the
+// stream has no leader (an election after its leader died) it asks again
+// until ctx ends.
+func (s *Store) Last(ctx context.Context, channel string) (uint64, error) {
+	r := s.ruleOf(channel)
+	if r == nil {
+		return 0, fmt.Errorf("history: channel %q keeps no history", channel)
+	}
+	req, _ := json.Marshal(map[string]string{"last_by_subj": s.prefix + ".chan." + channel})
+	for {
+		seq, err := s.last(ctx, r, channel, req)
+		if err == nil || !errors.Is(err, ErrUnavailable) {
+			return seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(leaderRetry):
+		}
+	}
+}
+
+// leaderRetry is how often a request a stream's leader must answer is
+// sent again while it has none.
+const leaderRetry = 250 * time.Millisecond
+
+func (s *Store) last(ctx context.Context, r *session.Rule, channel string, req []byte) (uint64, error) {
+	attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	m, err := s.nc.RequestWithContext(attempt, "$JS.API.STREAM.MSG.GET."+s.StreamName(r), req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("history: last of %q: %w", channel, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == errCodeNoMessage:
+		return 0, nil
+	case resp.Error != nil && (resp.Error.Code == 503 || resp.Error.Code == 404):
+		// No leader yet, or the stream not created yet.
+		return 0, fmt.Errorf("%w: %s", ErrUnavailable, resp.Error.Description)
+	case resp.Error != nil:
+		return 0, fmt.Errorf("history: last of %q: %s (%d)", channel, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("history: last of %q: an empty answer", channel)
+	}
+	return resp.Message.Seq, nil
+}
+
+// Has reports whether message seq is stored, in channel, as the stream's
+// leader has it (a replica that is still catching up may not have it).
+func (s *Store) Has(ctx context.Context, channel string, seq uint64) (bool, error) {
+	r := s.ruleOf(channel)
+	if r == nil || seq == 0 {
+		return false, nil
+	}
+	req, _ := json.Marshal(map[string]uint64{"seq": seq})
+	for {
+		m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.StreamName(r), req)
+		if err != nil {
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		var resp struct {
+			Message *struct {
+				Subject string `json:"subject"`
+			} `json:"message"`
+			Error *struct {
+				Code    int `json:"code"`
+				ErrCode int `json:"err_code"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			return false, fmt.Errorf("history: message %d of %q: %w", seq, channel, err)
+		}
+		switch {
+		case resp.Message != nil:
+			return resp.Message.Subject == s.prefix+".chan."+channel, nil
+		case resp.Error != nil && resp.Error.ErrCode == errCodeNoMessage:
+			return false, nil
+		}
+		select { // no leader yet
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		case <-time.After(leaderRetry):
+		}
+	}
+}
+
+// errCodeNoMessage is JetStream's "no message found" (JSNoMessageFoundErr).
+const errCodeNoMessage = 10037
+
+// maxBatch bounds one direct get batch; Since asks again for the rest.
+const maxBatch = 1000
+
+// Since returns channel's stored messages from seq from on, oldest first,
+// up to and including seq upTo (0: whatever is stored), at most limit of
+// them (0: no limit). It reads in batches from any replica; a replica
+// that lags ends its batch early, and the next batch asks again from
+// where it ended, so with upTo from Last nothing in between is missed.
+func (s *Store) Since(ctx context.Context, channel string, from, upTo uint64, limit int) ([]Message, error) {
+	r := s.ruleOf(channel)
+	if r == nil {
+		return nil, fmt.Errorf("history: channel %q keeps no history", channel)
+	}
+	from = max(from, 1)
+	var out []Message
+	lagging := 0
+	for upTo == 0 || from <= upTo {
+		batch := maxBatch
+		if limit > 0 {
+			batch = min(batch, limit-len(out))
+		}
+		if batch == 0 {
+			break
+		}
+		msgs, more, err := s.batch(ctx, r, channel, from, batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if upTo != 0 && m.Seq > upTo {
+				return out, nil
+			}
+			out = append(out, m)
+			from = m.Seq + 1
+		}
+		switch {
+		case len(msgs) > 0 && (more || upTo != 0):
+			continue
+		case len(msgs) > 0 || upTo == 0:
+			return out, nil
+		}
+		// Nothing from seq from on, though the leader's Last said upTo:
+		// the replica that answered lags it. Ask again, briefly: message
+		// upTo may also have just expired.
+		if lagging++; lagging > maxLagRetries {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		case <-time.After(lagRetry):
+		}
+	}
+	return out, nil
+}
+
+// A replica behind the leader is asked again every lagRetry, at most
+// maxLagRetries times: a replica just added catches up in the background.
+const (
+	lagRetry      = 10 * time.Millisecond
+	maxLagRetries = 200
+)
+
+// batch is one direct get batch of channel's messages from seq from on,
+// and whether more are stored after them.
+func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, bool, error) {
+	req, _ := json.Marshal(struct {
+		Seq        uint64 `json:"seq"`
+		NextBySubj string `json:"next_by_subj"`
+		Batch      int    `json:"batch"`
+	}{from, s.prefix + ".chan." + channel, n})
+	inbox := s.nc.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+s.StreamName(r), inbox, req); err != nil {
+		return nil, false, err
+	}
+	var out []Message
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // end of batch
+			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return out, pending > 0, nil
+		case "404": // nothing from seq from on
+			return out, false, nil
+		case "503":
+			return nil, false, ErrUnavailable
+		default:
+			return nil, false, fmt.Errorf("history: read %q: status %s %s", channel, status, m.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		if err != nil {
+			return nil, false, fmt.Errorf("history: read %q: a message without its sequence", channel)
+		}
+		out = append(out, Message{Seq: seq, Data: m.Data})
+	}
+}

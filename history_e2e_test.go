@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// historyConfig keeps the last 100 messages of every hist.> channel; no
+// joined/left announcements, which would be stored too, so that the tests
+// know every seq.
+const historyConfig = `
+[[channels]]
+pattern = "hist.>"
+history = 100
+history_ttl = "1h"
+announce = false
+
+[[channels]]
+pattern = "long.>"
+history = 10000
+announce = false
+`
+
+// awaitHistory waits until n's history streams exist with replicas.
+func awaitHistory(t testing.TB, n *testNode, replicas int) {
+	t.Helper()
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if got := n.HistoryReplicas(); got < replicas {
+			return fmt.Errorf("%s: history streams at %d replicas, want %d", n.name, got, replicas)
+		}
+		return nil
+	})
+}
+
+// seqOf is a frame's seq, 0 when it has none.
+func seqOf(f frame) uint64 {
+	n, _ := f["seq"].(float64)
+	return uint64(n)
+}
+
+// news reads the next count "news" frames of c, checks their seqs
+// increase, and returns their n fields and the last seq.
+func news(t testing.TB, c *wsClient, count int) (ns []int, last uint64) {
+	t.Helper()
+	for range count {
+		f := c.next("news")
+		seq := seqOf(f)
+		if seq <= last {
+			t.Fatalf("news frame %v: seq %d after %d", f, seq, last)
+		}
+		last = seq
+		n, _ := f["n"].(float64)
+		ns = append(ns, int(n))
+	}
+	return ns, last
+}
+
+func publishNews(t testing.TB, nc interface {
+	Publish(string, []byte) error
+}, channel string, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		if err := nc.Publish("push.chan."+channel, fmt.Appendf(nil, `{"type":"news","n":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestHistoryOneNode: on one node (no routes: JetStream alone), a history
+// channel's frames carry seq; joined says the last seq; since replays
+// what came after it and says recovered; history replays the last K; a
+// channel without history answers recovered:false.
+func TestHistoryOneNode(t *testing.T) {
+	n := startTestNode(t, "n1", nil, "--config", writeConfig(t, historyConfig), "--cluster-listen", "")
+	awaitHistory(t, n, 1)
+	nc := natsConnect(t, n.nats)
+
+	a := dial(t, n.ws, dialOpts{query: "?user=alice"})
+	a.send(map[string]any{"type": "join", "channel": "hist.a", "id": 1})
+	if j := a.answer(float64(1)); j.str("type") != "joined" || seqOf(j) != 0 || j["recovered"] != nil {
+		t.Fatalf("first join: %v, want joined with seq 0 and no recovered", j)
+	}
+	publishNews(t, nc, "hist.a", 1, 5)
+	got, last := news(t, a, 5)
+	if fmt.Sprint(got) != "[1 2 3 4 5]" {
+		t.Fatalf("live news %v", got)
+	}
+
+	// Message 2's seq, from a replay of everything.
+	b := dial(t, n.ws, dialOpts{query: "?user=bob"})
+	b.send(map[string]any{"type": "join", "channel": "hist.a", "since": 0, "id": "b"})
+	j := b.answer("b")
+	if seqOf(j) != last || j["recovered"] != false {
+		t.Fatalf("join since 0: %v, want seq %d and recovered false (there is no message 0)", j, last)
+	}
+	var seqs []uint64
+	for range 5 {
+		seqs = append(seqs, seqOf(b.next("news")))
+	}
+
+	c := dial(t, n.ws, dialOpts{query: "?user=carol"})
+	c.send(map[string]any{"type": "join", "channel": "hist.a", "since": seqs[1], "id": "c"})
+	if j := c.answer("c"); seqOf(j) != last || j["recovered"] != true {
+		t.Fatalf("join since message 2: %v, want seq %d, recovered true", j, last)
+	}
+	if got, _ := news(t, c, 3); fmt.Sprint(got) != "[3 4 5]" {
+		t.Fatalf("replay since message 2: %v", got)
+	}
+
+	d := dial(t, n.ws, dialOpts{query: "?user=dave"})
+	d.send(map[string]any{"type": "join", "channel": "hist.a", "history": 2, "id": "d"})
+	if j := d.answer("d"); seqOf(j) != last || j["recovered"] != nil {
+		t.Fatalf("join history 2: %v", j)
+	}
+	if got, _ := news(t, d, 2); fmt.Sprint(got) != "[4 5]" {
+		t.Fatalf("replay of the last 2: %v", got)
+	}
+
+	// Live after the replay, once, to every member.
+	publishNews(t, nc, "hist.a", 6, 6)
+	for name, m := range map[string]*wsClient{"a": a, "b": b, "c": c, "d": d} {
+		if f := m.next("news"); f["n"] != float64(6) || seqOf(f) <= last {
+			t.Fatalf("%s: live news %v after seq %d", name, f, last)
+		}
+	}
+
+	// A channel without history.
+	a.send(map[string]any{"type": "join", "channel": "plain", "since": 3, "id": "p"})
+	if j := a.answer("p"); j.str("type") != "joined" || j["recovered"] != false || j["seq"] != nil {
+		t.Fatalf("since on a channel without history: %v", j)
+	}
+}
+
+// TestHistoryReplayUnderLoad: joins with since while messages keep coming
+// get every message after since exactly once, in order: the replay, then
+// live, with no gap and no duplicate.
+func TestHistoryReplayUnderLoad(t *testing.T) {
+	nodes := startCluster(t, 3, "--config", writeConfig(t, historyConfig))
+	for _, n := range nodes {
+		awaitHistory(t, n, 3)
+	}
+	nc := natsConnect(t, nodes[0].nats)
+	first := dial(t, nodes[1].ws, dialOpts{query: "?user=first", buffer: 4096})
+	first.send(map[string]any{"type": "join", "channel": "long.load", "id": 1})
+	first.answer(float64(1))
+	publishNews(t, nc, "long.load", 1, 1)
+	_, start := news(t, first, 1)
+
+	const total = 600
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 2; i <= total; i++ {
+			if err := nc.Publish("push.chan.long.load", fmt.Appendf(nil, `{"type":"news","n":%d}`, i)); err != nil {
+				return
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+	}()
+	var joiners []*wsClient
+	for i := range 6 {
+		time.Sleep(30 * time.Millisecond)
+		c := dial(t, nodes[i%3].ws, dialOpts{query: fmt.Sprintf("?user=j%d", i), buffer: 4096})
+		c.send(map[string]any{"type": "join", "channel": "long.load", "since": start, "id": "j"})
+		if j := c.answer("j"); j["recovered"] != true {
+			t.Fatalf("joiner %d: %v, want recovered", i, j)
+		}
+		joiners = append(joiners, c)
+	}
+	<-done
+	for i, c := range joiners {
+		got, _ := news(t, c, total-1)
+		for k, n := range got {
+			if n != k+2 {
+				t.Fatalf("joiner %d: message %d is n=%d; got %v", i, k, n, got)
+			}
+		}
+	}
+}

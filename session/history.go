@@ -1,0 +1,196 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// History channels (PROTOCOL.md §6): a channel whose rule has history > 0
+// is stored by the cluster, and its members get what the store
+// republishes (DeliverStored), each JSON object with "seq" spliced in.
+// A join asks the store for the channel's last seq, and with "since" or
+// "history" replays what the store kept, then live messages, with no gap
+// and no duplicate: the joiner is a member from the start, so nothing
+// published after it asked is missed, but the channel holds its batches
+// back (channel.recovering) until the replay has gone out, and then hands
+// over only the frames past the replay.
+
+// Stored is one stored message of a history channel.
+type Stored struct {
+	Seq  uint64
+	Data []byte
+}
+
+// HistoryStore is the store of history channels; package history's Store
+// implements it.
+type HistoryStore interface {
+	// Last is the seq of the channel's newest stored message, 0 for none.
+	Last(ctx context.Context, channel string) (uint64, error)
+	// Since returns the stored messages from seq from to seq upTo (0: no
+	// bound), oldest first, at most limit (0: no limit). A replica that
+	// lags the leader may answer: it may lack the oldest.
+	Since(ctx context.Context, channel string, from, upTo uint64, limit int) ([]Stored, error)
+	// Has reports whether message seq of the channel is stored, as the
+	// leader has it.
+	Has(ctx context.Context, channel string, seq uint64) (bool, error)
+}
+
+// storeWait bounds a join's wait for the store: a stream whose leader died
+// elects another within 4 to 9 s; past this the join fails "unavailable".
+const storeWait = 10 * time.Second
+
+// CodeUnavailable is the error of a join whose history store did not
+// answer within storeWait.
+const CodeUnavailable = "unavailable"
+
+// joinStored answers a join of c to ch, a history channel c was just made
+// a member of with its batches held back (channel.hold): joined with the
+// channel's last seq (and recovered, for since), the replay, then the
+// frames held meanwhile that come after it. On error c leaves ch again.
+func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeWait)
+	defer cancel()
+	last, err := h.store.Last(ctx, ch.name)
+	if err != nil {
+		return h.storeError(ch.name, err)
+	}
+	var replay []Stored
+	recovered := false
+	switch f.Recover {
+	case RecoverSince:
+		msgs, err := h.store.Since(ctx, ch.name, f.Since, last, 0)
+		if err != nil {
+			return h.storeError(ch.name, err)
+		}
+		recovered = len(msgs) > 0 && msgs[0].Seq == f.Since
+		if !recovered && f.Since > 0 && f.Since <= last {
+			// The replica that answered may be one still catching up:
+			// ask the leader, and while it has message since, read again.
+			if recovered, err = h.store.Has(ctx, ch.name, f.Since); err != nil {
+				return h.storeError(ch.name, err)
+			}
+			for recovered && (len(msgs) == 0 || msgs[0].Seq != f.Since) {
+				select {
+				case <-ctx.Done():
+					return h.storeError(ch.name, ctx.Err())
+				case <-time.After(50 * time.Millisecond):
+				}
+				if msgs, err = h.store.Since(ctx, ch.name, f.Since, last, 0); err != nil {
+					return h.storeError(ch.name, err)
+				}
+			}
+		}
+		for len(msgs) > 0 && msgs[0].Seq <= f.Since {
+			msgs = msgs[1:]
+		}
+		replay = msgs
+	case RecoverHistory:
+		if k := min(f.History, uint64(ch.rule.History)); k > 0 && last > 0 {
+			msgs, err := h.store.Since(ctx, ch.name, 1, last, 0)
+			if err != nil {
+				return h.storeError(ch.name, err)
+			}
+			replay = msgs[max(0, len(msgs)-int(k)):]
+		}
+	}
+	answer := encodeJoinedSeq(ch.name, last, f.Recover == RecoverSince, recovered, f.ID)
+	frames := appendFrame(nil, opText, answer)
+	n := 1
+	for _, m := range replay {
+		frames = appendFrame(frames, opText, spliceSeq(m.Data, m.Seq))
+		n++
+	}
+	ch.release(c, frames, n, last)
+	return nil
+}
+
+// storeError is the client's error for a store that failed a join.
+func (h *Hub) storeError(channel string, err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStoreUnavailable) {
+		return errorf(CodeUnavailable, "the history of %q is failing over; retry later", channel)
+	}
+	h.log.Error("history store", logChannel, channel, logErr, err)
+	return errorf(CodeUnavailable, "the history of %q cannot be read now; retry later", channel)
+}
+
+// errStoreUnavailable is what a store's unavailable errors match (package
+// history wraps it).
+var errStoreUnavailable = ErrStoreUnavailable
+
+// ErrStoreUnavailable is a store that did not answer in time: a stream
+// whose leader is being elected, or JetStream down.
+var ErrStoreUnavailable = errors.New("history: the store is unavailable")
+
+// encodeJoinedSeq builds a history channel's joined answer:
+// {"type":"joined","channel":C,"seq":LAST[,"recovered":R][,"id":ID]}.
+func encodeJoinedSeq(channel string, last uint64, withRecovered, recovered bool, id json.RawMessage) []byte {
+	b := encodeAnswer("joined", channel, nil)
+	b = b[:len(b)-1]
+	b = strconv.AppendUint(appendField(b, "seq"), last, 10)
+	if withRecovered {
+		b = strconv.AppendBool(appendField(b, "recovered"), recovered)
+	}
+	b = appendID(b, id)
+	return append(b, '}')
+}
+
+// encodeJoinedRecovered is the joined answer to since or history on a
+// channel without history: {"type":"joined","channel":C,"recovered":false}.
+func encodeJoinedRecovered(channel string, id json.RawMessage) []byte {
+	b := encodeAnswer("joined", channel, nil)
+	b = append(b[:len(b)-1], `,"recovered":false`...)
+	return append(appendID(b, id), '}')
+}
+
+// spliceSeq is payload with "seq":seq added first, if it is a JSON object;
+// any other payload, as it is.
+func spliceSeq(payload []byte, seq uint64) []byte {
+	if len(payload) < 2 || payload[0] != '{' || !json.Valid(payload) {
+		return payload
+	}
+	b := make([]byte, 0, len(payload)+24)
+	b = strconv.AppendUint(append(b, `{"seq":`...), seq, 10)
+	if rest := bytes.TrimLeft(payload[1:], " \t\r\n"); rest[0] != '}' {
+		b = append(b, ',')
+	}
+	return append(b, payload[1:]...)
+}
+
+// frameSeq is the seq spliced into a server frame's payload, false when it
+// has none.
+func frameSeq(payload []byte) (uint64, bool) {
+	const prefix = `{"seq":`
+	if !bytes.HasPrefix(payload, []byte(prefix)) {
+		return 0, false
+	}
+	rest := payload[len(prefix):]
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	seq, err := strconv.ParseUint(string(rest[:end]), 10, 64)
+	return seq, err == nil
+}
+
+// DeliverStored hands a history channel's stored message to its members,
+// with its seq spliced in. A message at or below the channel's last seq
+// is one delivered already (a stream republishes at most once, but a
+// channel resubscribed may see one twice) and is dropped.
+func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
+	h.mu.RLock()
+	ch := h.channels[channel]
+	h.mu.RUnlock()
+	if ch == nil {
+		return
+	}
+	if gap, ok := ch.advance(seq, prev); !ok {
+		return
+	} else if gap {
+		h.log.Warn("history channel missed stored messages on the live feed", logChannel, channel, "seq", seq, "prev", prev)
+	}
+	h.deliverChannel(ch, payload, spliceSeq(payload, seq))
+}
