@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushgrid/pushgrid/api"
 	"github.com/pushgrid/pushgrid/auth"
 	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/gateway"
@@ -32,6 +33,7 @@ type Node struct {
 	gateway *gateway.Gateway
 	sio     *socketio.Server
 	store   *history.Store // history channels; nil when no rule keeps history
+	api     *api.Server    // the server API, once started
 	admin   *http.Server   // nil when admin.listen is empty
 	anyUser bool           // no auth: a client names its own user
 
@@ -105,6 +107,14 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Presence frames are answered for the cluster, through the server
+	// API, which starts with the node.
+	cfg.Session.Presence = func(ctx context.Context, channel string) (int, map[string]int, error) {
+		if n.api == nil {
+			return 0, nil, errors.New("the server API has not started")
+		}
+		return n.api.Presence(ctx, channel)
+	}
 	store, err := history.New(b.Subjects().Prefix, cfg.Session.Rules, cfg.History, log.With("component", "history"))
 	if err != nil {
 		return nil, err
@@ -177,6 +187,15 @@ func (n *Node) Start(ctx context.Context) error {
 		n.streams.Add(1)
 		go n.keepStreams()
 	}
+	var store api.Store
+	if n.store != nil {
+		store = n.store
+	}
+	n.api = api.New(n.hub, n.broker, store, n.log.With("component", "api"))
+	if err := n.api.Start(); err != nil {
+		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		return fmt.Errorf("server API: %w", err)
+	}
 	// Other nodes relay here the requests of Socket.IO sessions this
 	// node holds.
 	if err := n.broker.HandleRelay(n.sio.HandleRelay); err != nil {
@@ -247,6 +266,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 	}
 	close(n.stopStreams)
 	n.streams.Wait()
+	if n.api != nil {
+		n.api.Stop()
+	}
 	errB := n.broker.Shutdown(ctx)
 	return errors.Join(errHub, errSIO, errGW, errB)
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -57,6 +58,9 @@ type Config struct {
 	// (PROTOCOL.md §6); nil: those channels are served without it (no seq,
 	// no replay).
 	History HistoryStore `toml:"-" kong:"-"`
+	// Presence is a channel's presence across the cluster (PROTOCOL.md
+	// §7), the server API's; nil: this node's members only.
+	Presence func(ctx context.Context, channel string) (count int, users map[string]int, err error) `toml:"-" kong:"-"`
 
 	// Node is this node's name, sent in welcome frames and events.
 	Node string `toml:"-" kong:"-"`

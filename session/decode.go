@@ -155,6 +155,8 @@ func frameType(raw []byte) (string, bool) {
 		return TypePing, true
 	case `"refresh"`:
 		return TypeRefresh, true
+	case `"presence"`:
+		return TypePresence, true
 	}
 	return unquote(raw)
 }

@@ -12,11 +12,12 @@ import (
 // The client frame types the server handles itself; any other type goes to
 // backends on <prefix>.recv.<type>.
 const (
-	TypeJoin    = "join"
-	TypeChat    = "chat"
-	TypeLeave   = "leave"
-	TypePing    = "ping"
-	TypeRefresh = "refresh"
+	TypeJoin     = "join"
+	TypeChat     = "chat"
+	TypeLeave    = "leave"
+	TypePing     = "ping"
+	TypeRefresh  = "refresh"
+	TypePresence = "presence"
 )
 
 // Frame is one decoded client frame. Raw, Msg and ID alias the buffer the

@@ -47,6 +47,8 @@ func (h *Hub) Receive(c *Conn, data []byte) {
 		h.leave(c, &f)
 	case TypeRefresh:
 		h.refresh(c, &f)
+	case TypePresence:
+		h.presence(c, &f)
 	case TypePing:
 		if f.ID == nil {
 			c.out.send(framePong, 1) // shared: the outbox only reads it
@@ -118,7 +120,11 @@ func (h *Hub) sendError(c *Conn, e *Error, id []byte) {
 
 // join makes c a member of f.Channel and answers joined; it reports whether
 // c is a member afterwards.
-func (h *Hub) join(c *Conn, f *Frame) bool {
+func (h *Hub) join(c *Conn, f *Frame) bool { return h.joinAs(c, f, false) }
+
+// joinAs joins c to f's channel; byServer (the server API's subscribe)
+// skips the channel's rules.
+func (h *Hub) joinAs(c *Conn, f *Frame, byServer bool) bool {
 	name, ok := h.channelOf(c, f)
 	if !ok {
 		return false
@@ -133,7 +139,7 @@ func (h *Hub) join(c *Conn, f *Frame) bool {
 	}
 	user := c.User()
 	rule := h.ruleFor(name)
-	if perr := h.mayJoin(c, name, rule); perr != nil {
+	if perr := h.mayJoin(c, name, rule); perr != nil && !byServer {
 		h.sendError(c, perr, f.ID)
 		return false
 	}

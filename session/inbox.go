@@ -156,6 +156,8 @@ func (h *Hub) work(c *Conn) {
 			h.receivePing(c, m.payload)
 		case pongFrame:
 			h.receivePong(c)
+		case serverOp:
+			h.serve(c, m)
 		default:
 			h.Receive(c, m.Bytes())
 		}

@@ -49,6 +49,7 @@ const (
 	ClosePolicy       CloseCode = 1008 // rate limit exceeded ten times in a row, or a frame too slow to arrive
 	CloseTooBig       CloseCode = 1009 // frame larger than max_message_bytes
 	CloseSlowConsumer CloseCode = 4001
+	CloseDisconnected CloseCode = 4002 // a backend or the admin disconnected it (§7)
 	CloseTokenExpired CloseCode = 4003
 )
 
