@@ -125,6 +125,15 @@ func TestHistoryOneNode(t *testing.T) {
 		}
 	}
 
+	// A client's chat is stored (durably, by its node) and comes back with
+	// its seq.
+	a.send(map[string]any{"type": "chat", "channel": "hist.a", "msg": "hi"})
+	for name, m := range map[string]*wsClient{"a": a, "b": b} {
+		if f := m.next("chat"); f["msg"] != "hi" || seqOf(f) <= last {
+			t.Fatalf("%s: chat %v, want a seq after %d", name, f, last)
+		}
+	}
+
 	// A channel without history.
 	a.send(map[string]any{"type": "join", "channel": "plain", "since": 3, "id": "p"})
 	if j := a.answer("p"); j.str("type") != "joined" || j["recovered"] != false || j["seq"] != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +15,7 @@ type Conn struct {
 	remote netip.Addr
 	out    outbox
 	in     inbox
+	chats  atomic.Uint64 // chats published durably: each one's message id
 
 	mu       sync.Mutex
 	user     string      // guarded by mu (and hub.mu for the user index)

@@ -274,7 +274,12 @@ func (h *Hub) chat(c *Conn, f *Frame) {
 			return
 		}
 	}
-	h.publish(name, encodeChat(name, c.User(), f.Msg))
+	payload := encodeChat(name, c.User(), f.Msg)
+	if h.store != nil && h.ruleFor(name).History > 0 {
+		h.publishDurably(c, name, payload)
+		return
+	}
+	h.publish(name, payload)
 }
 
 func (h *Hub) leave(c *Conn, f *Frame) {

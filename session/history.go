@@ -37,6 +37,9 @@ type HistoryStore interface {
 	// Has reports whether message seq of the channel is stored, as the
 	// leader has it.
 	Has(ctx context.Context, channel string, seq uint64) (bool, error)
+	// Publish stores payload in the channel's history; a retry with the
+	// same id is stored once.
+	Publish(ctx context.Context, channel string, payload []byte, id string) (uint64, error)
 }
 
 // storeWait bounds a join's wait for the store: a stream whose leader died
@@ -193,4 +196,30 @@ func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
 		h.log.Warn("history channel missed stored messages on the live feed", logChannel, channel, "seq", seq, "prev", prev)
 	}
 	h.deliverChannel(ch, payload, spliceSeq(payload, seq))
+}
+
+// chatWait bounds how long a chat on a history channel is retried: past a
+// failover's election (4 to 9 s) with room to spare.
+const chatWait = 30 * time.Second
+
+// publishDurably stores a chat of c on a history channel, retrying through
+// a failover with one message id, so that it is stored, and delivered,
+// once (PROTOCOL.md §6). c's next frames wait meanwhile, which keeps its
+// chats in order; the client sees nothing of it.
+func (h *Hub) publishDurably(c *Conn, channel string, payload []byte) {
+	id := c.id + "." + strconv.FormatUint(c.chats.Add(1), 10)
+	ctx, cancel := context.WithTimeout(context.Background(), chatWait)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := h.store.Publish(ctx, channel, payload, id)
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			h.log.Error("chat not stored", logChannel, channel, logConn, c.id, logErr, err)
+			return
+		case <-time.After(wait):
+		}
+	}
 }
