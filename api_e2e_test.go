@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +147,38 @@ func TestServerAPI(t *testing.T) {
 	}
 	if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {
 		t.Fatalf("the node answered onto a channel: %s", m.Data)
+	}
+}
+
+// TestServerAPIOverHTTP: the admin listener serves the same methods as
+// POST /api/<method>, behind admin.token.
+func TestServerAPIOverHTTP(t *testing.T) {
+	const token = "an-admin-token-of-16+"
+	n := startTestNode(t, "n1", nil, "--admin-listen", "127.0.0.1:0", "--admin-token", token)
+	c := dial(t, n.ws, dialOpts{query: "?user=alice"})
+	c.join("room")
+	post := func(method, body, auth string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+n.AdminAddr()+"/api/"+method, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, _ := post("info", `{}`, ""); code != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d", code)
+	}
+	if code, out := post("publish", `{"channel":"room","data":{"type":"news"}}`, token); code != 200 || out["error"] != nil {
+		t.Fatalf("publish: %d %v", code, out)
+	}
+	c.next("news")
+	if _, out := post("presence", `{"channel":"room"}`, token); out["count"] != float64(1) {
+		t.Fatalf("presence: %v", out)
 	}
 }

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -12,12 +14,24 @@ import (
 )
 
 // AdminHandler serves the admin API: GET /api/nodes is the live cluster
-// view (whatever nodes returns), GET /api/stats this node's figures, and
-// /debug/pprof/ Go's profiler. With a token, every request must carry
+// view (whatever nodes returns), GET /api/stats this node's figures, POST
+// /api/<method> the server API (PROTOCOL.md §7) through call (nil: none),
+// and /debug/pprof/ Go's profiler. With a token, every request must carry
 // "Authorization: Bearer <token>", else it is answered 401; without one,
 // it is meant for a loopback address (the node refuses any other).
-func AdminHandler(hub *session.Hub, nodes func() any, token string) http.Handler {
+func AdminHandler(hub *session.Hub, nodes func() any, call func(ctx context.Context, method string, req []byte) []byte, token string) http.Handler {
 	mux := http.NewServeMux()
+	if call != nil {
+		mux.HandleFunc("POST /api/{method}", func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIRequest))
+			if err != nil {
+				writeJSONError(w, http.StatusRequestEntityTooLarge, "a server API request is at most 1 MiB")
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(call(r.Context(), r.PathValue("method"), body))
+		})
+	}
 	mux.HandleFunc("GET /api/nodes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, nodes()) })
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, hub.Stats()) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
@@ -33,6 +47,9 @@ func AdminHandler(hub *session.Hub, nodes func() any, token string) http.Handler
 	}
 	return requireToken(mux, token)
 }
+
+// maxAPIRequest bounds a server API request's body.
+const maxAPIRequest = 1 << 20
 
 // requireToken lets through the requests that carry "Authorization: Bearer
 // token" and answers the others 401 with a JSON body. The tokens are

@@ -16,8 +16,8 @@ func TestAdminToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	locked := g.AdminServer(AdminHandler(g.hub, func() any { return []string{"n1"} }, token)).Handler
-	open := g.AdminServer(AdminHandler(g.hub, func() any { return []string{"n1"} }, "")).Handler
+	locked := g.AdminServer(AdminHandler(g.hub, func() any { return []string{"n1"} }, nil, token)).Handler
+	open := g.AdminServer(AdminHandler(g.hub, func() any { return []string{"n1"} }, nil, "")).Handler
 	for _, path := range []string{"/", "/api/nodes", "/api/stats", "/debug/pprof/", "/debug/pprof/cmdline"} {
 		for _, c := range []struct {
 			name, auth string

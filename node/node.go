@@ -161,7 +161,13 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	n.broker, n.hub, n.gateway, n.sio = b, hub, gw, sio
 	n.anyUser = cfg.Gateway.Authorize == nil
 	if cfg.Admin.Listen != "" {
-		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }, cfg.Admin.Token))
+		call := func(ctx context.Context, method string, req []byte) []byte {
+			if n.api == nil {
+				return []byte(`{"error":"the server API has not started"}` + "\n")
+			}
+			return n.api.Call(ctx, method, req)
+		}
+		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }, call, cfg.Admin.Token))
 	}
 	return n, nil
 }

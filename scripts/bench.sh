@@ -85,7 +85,7 @@ start_server() {
 		hook) auth=(--auth hook) ;;
 		esac
 		"$work/pushgrid" serve --node bench --listen 127.0.0.1:8200 --nats-listen 127.0.0.1:4400 \
-			--admin-listen "" --log-level warn --drain 0s "${auth[@]}" >"$work/$1.log" 2>&1 &
+			--admin-listen "" --log-level warn --drain 0s --history-dir "$work/data-$1" "${auth[@]}" >"$work/$1.log" 2>&1 &
 		PID=$! WS=ws://127.0.0.1:8200/ws NATS=nats://127.0.0.1:4400
 		wait_port 8200 && wait_port 4400
 		;;
