@@ -135,14 +135,14 @@ func TestServerAPI(t *testing.T) {
 	// A request whose reply subject is not an inbox is not answered: the
 	// node would otherwise publish there for the backend. (Backends may
 	// not subscribe to channels: the node's own connection listens.)
-	sub, err := nodes[1].broker.Conn().SubscribeSync("push.chan.room")
+	sub, err := nodes[1].broker.Conn().SubscribeSync("push.chan.quiet")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := nodes[1].broker.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.PublishRequest("push.api.info", "push.chan.room", []byte(`{}`)); err != nil {
+	if err := nc.PublishRequest("push.api.info", "push.chan.quiet", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {

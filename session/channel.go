@@ -316,16 +316,18 @@ func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) {
 }
 
 // advance records seq as the channel's newest stored message delivered: it
-// reports false for one at or below the last (a duplicate), and gap when
-// prev, the message stored before seq, is above the last, so that one or
-// more were missed.
-func (ch *channel) advance(seq, prev uint64) (gap, ok bool) {
+// reports false for one at or below the last (a duplicate), and, when
+// prev, the message stored before seq, is above the last, that one or
+// more were missed: the last delivered before them, missedAfter.
+func (ch *channel) advance(seq, prev uint64) (missedAfter uint64, ok bool) {
 	ch.qmu.Lock()
 	defer ch.qmu.Unlock()
 	if seq <= ch.lastSeq {
-		return false, false
+		return 0, false
 	}
-	gap = ch.lastSeq != 0 && prev > ch.lastSeq
+	if ch.lastSeq != 0 && prev > ch.lastSeq {
+		missedAfter = ch.lastSeq
+	}
 	ch.lastSeq = seq
-	return gap, true
+	return missedAfter, true
 }

@@ -190,12 +190,37 @@ func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
 	if ch == nil {
 		return
 	}
-	if gap, ok := ch.advance(seq, prev); !ok {
+	missedAfter, ok := ch.advance(seq, prev)
+	if !ok {
 		return
-	} else if gap {
-		h.log.Warn("history channel missed stored messages on the live feed", logChannel, channel, "seq", seq, "prev", prev)
+	}
+	if missedAfter != 0 && h.store != nil {
+		h.refill(ch, missedAfter, seq)
 	}
 	h.deliverChannel(ch, payload, spliceSeq(payload, seq))
+}
+
+// refillWait bounds the read of messages the live feed missed.
+const refillWait = 2 * time.Second
+
+// refill delivers the stored messages of ch after seq after and before seq
+// before, which the live feed did not bring: a stream republishes each
+// stored message at most once, and one stored by a leader that died
+// before republishing it comes only from the store. It reads on the bus's
+// delivery goroutine, so that ch's messages stay in order; gaps are rare
+// (a leader's death).
+func (h *Hub) refill(ch *channel, after, before uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), refillWait)
+	defer cancel()
+	missed, err := h.store.Since(ctx, ch.name, after+1, before-1, 0)
+	if err != nil {
+		h.log.Warn("history: messages the live feed missed could not be read", logChannel, ch.name, "after", after, "before", before, logErr, err)
+		return
+	}
+	h.log.Info("history: refilled messages the live feed missed", logChannel, ch.name, "count", len(missed))
+	for _, m := range missed {
+		h.deliverChannel(ch, m.Data, spliceSeq(m.Data, m.Seq))
+	}
 }
 
 // chatWait bounds how long a chat on a history channel is retried: past a
