@@ -379,6 +379,9 @@ func (b *Broker) request(ctx context.Context, m *nats.Msg) ([]byte, error) {
 	return nil, err
 }
 
+// Instance is this run of the node: random, in every beat.
+func (b *Broker) Instance() string { return b.instance }
+
 // Conn is the node's own NATS connection.
 func (b *Broker) Conn() *nats.Conn { return b.nc }
 

@@ -42,9 +42,10 @@ type Node struct {
 	adminLn  net.Listener
 	adminRun sync.WaitGroup
 
-	// streams runs keepStreams until stopStreams closes.
+	// streams runs keepStreams and runRoster until stopStreams closes.
 	streams     sync.WaitGroup
 	stopStreams chan struct{}
+	rosters     rosters // the other nodes' (roster.go)
 
 	shutOnce sync.Once
 	shutErr  error
@@ -92,7 +93,8 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if log == nil {
 		log = cfg.Logger(os.Stderr)
 	}
-	n := &Node{cfg: cfg, log: log, stopStreams: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, stopStreams: make(chan struct{}),
+		rosters: rosters{byNode: map[string]*remoteRoster{}, assembly: map[string]*remoteRoster{}}}
 	cfg.NATS.Logger = log.With("component", "broker")
 	cfg.Session.Logger = log.With("component", "session")
 	cfg.Gateway.Logger = log.With("component", "gateway")
@@ -193,6 +195,12 @@ func (n *Node) Start(ctx context.Context) error {
 		n.streams.Add(1)
 		go n.keepStreams()
 	}
+	if _, err := n.broker.Conn().Subscribe(n.rosterSubject(), n.onRoster); err != nil {
+		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		return fmt.Errorf("rosters: %w", err)
+	}
+	n.streams.Add(1)
+	go n.runRoster(n.stopStreams)
 	var store api.Store
 	if n.store != nil {
 		store = n.store

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/pushgrid/pushgrid/internal/jsonstr"
 )
 
 // What the server API (PROTOCOL.md §7) asks of each node's hub: its part
@@ -189,4 +191,68 @@ func (h *Hub) presence(c *Conn, f *Frame) {
 	}
 	b = appendID(b, f.ID)
 	c.out.send(textFrame(append(b, '}')), 1)
+}
+
+// Member is one connection of this node as the cluster's rosters keep it:
+// who it is and the channels it is in, so that, should the node die, a
+// surviving node can make it leave them.
+type Member struct {
+	User     string   `json:"u"`
+	Remote   string   `json:"r,omitempty"`
+	Channels []string `json:"c,omitempty"`
+}
+
+// Roster is every connection of this node, by id.
+func (h *Hub) Roster() map[string]Member {
+	h.mu.RLock()
+	conns := make([]*Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.RUnlock()
+	out := make(map[string]Member, len(conns))
+	for _, c := range conns {
+		m := Member{User: c.User(), Remote: c.remoteString()}
+		c.mu.Lock()
+		for _, ch := range c.channels {
+			m.Channels = append(m.Channels, ch.name)
+		}
+		gone := c.gone
+		c.mu.Unlock()
+		if !gone {
+			out[c.id] = m
+		}
+	}
+	return out
+}
+
+// DepartDead does, for conn of node, a node that died, what its node
+// would have done had it closed the connection: the channels' remaining
+// members are told it left (where the rules announce), and backends get
+// its leave and disconnect events.
+func (h *Hub) DepartDead(node, conn string, m Member) {
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	payload := func(key, value string) []byte {
+		b := append(make([]byte, 0, 160), `{"conn":`...)
+		b = jsonstr.Append(b, conn)
+		b = jsonstr.Append(appendField(b, "user"), m.User)
+		b = jsonstr.Append(appendField(b, "node"), node)
+		b = jsonstr.Append(appendField(b, key), value)
+		b = jsonstr.Append(appendField(b, "at"), at)
+		return append(b, '}')
+	}
+	for _, name := range m.Channels {
+		if !ValidChannel(name) {
+			continue
+		}
+		if h.ruleFor(name).Announce {
+			h.publish(name, encodeControl(name, m.User, "left"))
+		}
+		if event := "leave." + name; h.backend.Listening(event) {
+			_ = h.backend.PublishEvent(event, payload("channel", name))
+		}
+	}
+	if h.backend.Listening("disconnect") {
+		_ = h.backend.PublishEvent("disconnect", payload("remote", m.Remote))
+	}
 }
