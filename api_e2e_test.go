@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -180,5 +182,21 @@ func TestServerAPIOverHTTP(t *testing.T) {
 	c.next("news")
 	if _, out := post("presence", `{"channel":"room"}`, token); out["count"] != float64(1) {
 		t.Fatalf("presence: %v", out)
+	}
+
+	// pushgrid api, over NATS.
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"api", "--server", n.nats, "presence", `{"channel":"room"}`}, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("pushgrid api presence: %v (%s)", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"count":1`) {
+		t.Fatalf("pushgrid api presence printed %q", stdout.String())
+	}
+	stdout.Reset()
+	if err := run(context.Background(), []string{"api", "--server", n.nats, "publish", `{"channel":"bad channel","data":1}`}, nil, &stdout, &stderr); err == nil {
+		t.Fatalf("pushgrid api publish to a bad channel succeeded: %s", stdout.String())
+	}
+	if err := run(context.Background(), []string{"api", "--server", n.nats, "nosuch"}, nil, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "unknown method") {
+		t.Fatalf("unknown method: %v", err)
 	}
 }

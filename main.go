@@ -24,6 +24,7 @@ var version = "dev"
 type CLI struct {
 	Serve   ServeCmd   `cmd:"" help:"Run a node: WebSocket gateway, embedded NATS server, cluster routes."`
 	Pub     PubCmd     `cmd:"" help:"Publish a payload to a channel, a user, a connection or everyone."`
+	API     APICmd     `cmd:"" name:"api" help:"Call the server API over NATS: pushgrid api METHOD '{json}'."`
 	Sub     SubCmd     `cmd:"" help:"Print every message on a NATS subject until interrupted."`
 	Bench   BenchCmd   `cmd:"" help:"Load-test a cluster: subscribers, publishes, deliveries/s, loss, latency."`
 	Token   TokenCmd   `cmd:"" help:"Sign a token for auth.mode jwt (HS256, with auth.secret): for tests and scripts."`
