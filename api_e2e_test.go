@@ -184,6 +184,13 @@ func TestServerAPIOverHTTP(t *testing.T) {
 		t.Fatalf("presence: %v", out)
 	}
 
+	_, body := httpGet(t, n.http+"/metrics")
+	for _, want := range []string{`pushgrid_api_requests_total{method="publish",result="ok"} 1`, `pushgrid_api_requests_total{method="presence",result="ok"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	// pushgrid api, over NATS.
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"api", "--server", n.nats, "presence", `{"channel":"room"}`}, nil, &stdout, &stderr); err != nil {

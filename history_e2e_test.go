@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -132,6 +133,17 @@ func TestHistoryOneNode(t *testing.T) {
 		if f := m.next("chat"); f["msg"] != "hi" || seqOf(f) <= last {
 			t.Fatalf("%s: chat %v, want a seq after %d", name, f, last)
 		}
+	}
+
+	// What the node counted.
+	_, body := httpGet(t, n.http+"/metrics")
+	for _, want := range []string{`pushgrid_recoveries_total{recovered="true"} 1`, `pushgrid_recoveries_total{recovered="false"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if v := metricValue(t, n, "pushgrid_history_stored_total"); v < 7 {
+		t.Errorf("pushgrid_history_stored_total %v, want at least the 7 messages stored", v)
 	}
 
 	// A channel without history.

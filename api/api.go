@@ -40,6 +40,7 @@ type Server struct {
 	store  Store // nil: no channel keeps history
 	prefix string
 	log    *slog.Logger
+	count  func(method string, failed bool) // each request answered, for metrics; may be nil
 	subs   []*nats.Subscription
 }
 
@@ -49,12 +50,14 @@ const gatherWait = 2 * time.Second
 // storeWait bounds a durable publish or a history read (PROTOCOL.md §6).
 const storeWait = 10 * time.Second
 
-// New returns the API of the node of hub and b; store may be nil.
-func New(hub *session.Hub, b *broker.Broker, store Store, log *slog.Logger) *Server {
+// New returns the API of the node of hub and b; store may be nil. count,
+// if not nil, hears of every request answered: its method (as asked,
+// "unknown" for none of the API's) and whether it failed.
+func New(hub *session.Hub, b *broker.Broker, store Store, log *slog.Logger, count func(method string, failed bool)) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{hub: hub, broker: b, store: store, prefix: b.Subjects().Prefix, log: log}
+	return &Server{hub: hub, broker: b, store: store, prefix: b.Subjects().Prefix, log: log, count: count}
 }
 
 // Start subscribes the node: to <prefix>.api.* in a queue group shared by
@@ -106,6 +109,13 @@ func (s *Server) onRequest(m *nats.Msg) {
 // the result object, or {"error":"why"}.
 func (s *Server) Call(ctx context.Context, method string, req []byte) []byte {
 	result, err := s.call(ctx, method, req)
+	if s.count != nil {
+		name := method
+		if errors.Is(err, errUnknownMethod) {
+			name = "unknown"
+		}
+		s.count(name, err != nil)
+	}
 	if err != nil {
 		b, _ := json.Marshal(map[string]string{"error": err.Error()})
 		return b

@@ -44,6 +44,8 @@ var (
 	descSlowConsumers = prometheus.NewDesc("pushgrid_slow_consumers_total", "Clients closed with 4001 because they fell behind.", nil, nil)
 	descDropped       = prometheus.NewDesc("pushgrid_messages_dropped_total", "Channel messages dropped because the channel's backlog on this node passed its bound (the node could not fan out as fast).", nil, nil)
 	descErrors        = prometheus.NewDesc("pushgrid_errors_total", "Error frames sent to clients, by code.", []string{"code"}, nil)
+	descRecoveries    = prometheus.NewDesc("pushgrid_recoveries_total", "Joins with since on history channels, by whether message since was still stored (recovered).", []string{"recovered"}, nil)
+	descPresence      = prometheus.NewDesc("pushgrid_presence_requests_total", "Presence frames from clients answered.", nil, nil)
 )
 
 // hubCollector reads one consistent snapshot of the hub's figures per
@@ -51,7 +53,7 @@ var (
 type hubCollector struct{ hub *session.Hub }
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descChannels, descReceived, descDelivered, descSlowConsumers, descDropped, descErrors} {
+	for _, d := range []*prometheus.Desc{descConnections, descChannels, descReceived, descDelivered, descSlowConsumers, descDropped, descErrors, descRecoveries, descPresence} {
 		ch <- d
 	}
 }
@@ -67,6 +69,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, code := range session.Codes {
 		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.Errors[code]), string(code))
 	}
+	ch <- prometheus.MustNewConstMetric(descRecoveries, prometheus.CounterValue, float64(s.Recovered), "true")
+	ch <- prometheus.MustNewConstMetric(descRecoveries, prometheus.CounterValue, float64(s.Unrecovered), "false")
+	ch <- prometheus.MustNewConstMetric(descPresence, prometheus.CounterValue, float64(s.Presence))
 }
 
 // descTransportConnections is pushgrid_connections by transport. Its

@@ -191,6 +191,31 @@ func (s *Store) Replicas() int {
 	return s.replicas
 }
 
+// StoredTotal is how many messages the history streams have stored since
+// they were created: their last sequences, summed.
+func (s *Store) StoredTotal(ctx context.Context) (uint64, error) {
+	if s.js == nil {
+		return 0, ErrUnavailable // not started
+	}
+	var total uint64
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.History == 0 {
+			continue
+		}
+		st, err := s.js.Stream(ctx, s.StreamName(r))
+		if err != nil {
+			return 0, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		total += info.State.LastSeq
+	}
+	return total, nil
+}
+
 // Publish stores payload in channel's history and returns its seq; with
 // id, a retry of the same id within the duplicate window (2 minutes, or
 // history_ttl if shorter) is stored once.

@@ -47,6 +47,10 @@ type Node struct {
 	stopStreams chan struct{}
 	rosters     rosters // the other nodes' (roster.go)
 
+	apiRequests *prometheus.CounterVec
+	storedMu    sync.Mutex
+	stored      float64 // guarded by storedMu; pushgrid_history_stored_total as last read
+
 	shutOnce sync.Once
 	shutErr  error
 }
@@ -104,6 +108,15 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	// The broker subscribes history channels to what their store
 	// republishes; the store is made once the broker knows its prefix.
 	cfg.NATS.Stored = func(channel string) bool { return n.store != nil && n.store.Keeps(channel) }
+
+	n.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgrid_api_requests_total",
+		Help: "Server API requests this node answered (push.api.<method>, POST /api/<method>), by method and result (ok, error).",
+	}, []string{"method", "result"})
+	cfg.Gateway.Metrics = append(cfg.Gateway.Metrics, n.apiRequests, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pushgrid_history_stored_total",
+		Help: "Messages the cluster's history streams have stored since they were created (their last sequences, summed); 0 without history.",
+	}, n.storedTotal))
 
 	b, err := broker.New(cfg.NATS)
 	if err != nil {
@@ -205,7 +218,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.store != nil {
 		store = n.store
 	}
-	n.api = api.New(n.hub, n.broker, store, n.log.With("component", "api"))
+	n.api = api.New(n.hub, n.broker, store, n.log.With("component", "api"), func(method string, failed bool) {
+		result := "ok"
+		if failed {
+			result = "error"
+		}
+		n.apiRequests.WithLabelValues(method, result).Inc()
+	})
 	if err := n.api.Start(); err != nil {
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("server API: %w", err)
@@ -321,6 +340,22 @@ func (n *Node) keepStreams() {
 		case <-t.C:
 		}
 	}
+}
+
+// storedTotal reads pushgrid_history_stored_total: the last value when
+// the store does not answer (a counter must not go back).
+func (n *Node) storedTotal() float64 {
+	n.storedMu.Lock()
+	defer n.storedMu.Unlock()
+	if n.store == nil || n.broker.Conn() == nil {
+		return n.stored
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if total, err := n.store.StoredTotal(ctx); err == nil {
+		n.stored = max(n.stored, float64(total))
+	}
+	return n.stored
 }
 
 // HistoryReplicas is the replicas of the history channels' streams as

@@ -46,10 +46,6 @@ type HistoryStore interface {
 // elects another within 4 to 9 s; past this the join fails "unavailable".
 const storeWait = 10 * time.Second
 
-// CodeUnavailable is the error of a join whose history store did not
-// answer within storeWait.
-const CodeUnavailable = "unavailable"
-
 // joinStored answers a join of c to ch, a history channel c was just made
 // a member of with its batches held back (channel.hold): joined with the
 // channel's last seq (and recovered, for since), the replay, then the
@@ -98,6 +94,13 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 				return h.storeError(ch.name, err)
 			}
 			replay = msgs[max(0, len(msgs)-int(k)):]
+		}
+	}
+	if f.Recover == RecoverSince {
+		if recovered {
+			h.stats.recovered.Add(1)
+		} else {
+			h.stats.unrecovered.Add(1)
 		}
 	}
 	answer := encodeJoinedSeq(ch.name, last, f.Recover == RecoverSince, recovered, f.ID)

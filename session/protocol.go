@@ -17,13 +17,14 @@ const (
 	CodeNoHandler       Code = "no_handler"
 	CodeTimeout         Code = "timeout"
 	CodeBadToken        Code = "bad_token"
+	CodeUnavailable     Code = "unavailable" // a history store failing over (§6)
 )
 
 // Codes lists every error code, in a fixed order (metrics use it). A new
 // code is added here and above, nowhere else: the counters are sized and
 // indexed from this list.
 var Codes = [...]Code{CodeBadRequest, CodeBadChannel, CodeForbidden, CodeTooManyChannels, CodeRateLimited,
-	CodeTooManyRequests, CodeNoHandler, CodeTimeout, CodeBadToken}
+	CodeTooManyRequests, CodeNoHandler, CodeTimeout, CodeBadToken, CodeUnavailable}
 
 // Error is a protocol error: the client receives it as an error frame and
 // its connection stays open.

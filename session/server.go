@@ -191,6 +191,7 @@ func (h *Hub) presence(c *Conn, f *Frame) {
 	}
 	b = appendID(b, f.ID)
 	c.out.send(textFrame(append(b, '}')), 1)
+	h.stats.presence.Add(1)
 }
 
 // Member is one connection of this node as the cluster's rosters keep it:

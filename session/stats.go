@@ -14,6 +14,9 @@ type counters struct {
 	dropped       atomic.Uint64
 	droppedLogged atomic.Int64              // when a drop was last logged, in ns since the hub's epoch
 	errors        [len(Codes)]atomic.Uint64 // by codeIndex
+	recovered     atomic.Uint64             // joins with since whose message since was still stored
+	unrecovered   atomic.Uint64             // joins with since whose message since was not
+	presence      atomic.Uint64             // presence frames answered
 }
 
 // codeIndex is the index of each code in Codes.
@@ -36,6 +39,9 @@ type Stats struct {
 	SlowConsumers uint64          // connections closed with 4001
 	Dropped       uint64          // channel messages dropped over a channel's backlog bound
 	Errors        map[Code]uint64 // error frames sent, by code
+	Recovered     uint64          // joins with since that recovered (PROTOCOL.md §6)
+	Unrecovered   uint64          // joins with since that could not (recovered:false)
+	Presence      uint64          // presence frames answered
 }
 
 // Stats returns the hub's current figures.
@@ -47,6 +53,8 @@ func (h *Hub) Stats() Stats {
 	s.Delivered = h.stats.delivered.Load()
 	s.SlowConsumers = h.stats.slowConsumers.Load()
 	s.Dropped = h.stats.dropped.Load()
+	s.Recovered, s.Unrecovered = h.stats.recovered.Load(), h.stats.unrecovered.Load()
+	s.Presence = h.stats.presence.Load()
 	s.Errors = make(map[Code]uint64, len(Codes))
 	for _, c := range Codes {
 		s.Errors[c] = h.stats.errors[codeIndex[c]].Load()
