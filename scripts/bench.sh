@@ -28,6 +28,11 @@
 #             or Socket.IO over WebSocket on /socket.io/ (emit("join", C,
 #             ack)); bars: Socket.IO deliveries/s at least 0.7x native's,
 #             server CPU per connect+join at most 1.5x
+#   hist1k    pushgrid against itself: 1,000 subscribers in one channel,
+#             closed loop as closed1k, the channel without history, then
+#             with history = 100 (stored in JetStream, delivered as its
+#             stream republishes it, with seq); bar: with history at least
+#             0.5x the deliveries/s without
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +40,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 FLOOR_SRC=${FLOOR_SRC:-../shared/bench/floor}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth sio1k)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth sio1k hist1k)
 
 ulimit -n 20000
 work=$(mktemp -d)
@@ -64,6 +69,7 @@ systems() {
 	case $1 in
 	auth) echo "none jwt hook" ;;
 	sio1k) echo "native socketio" ;;
+	hist1k) echo "plain history" ;;
 	*) echo "floor pushgrid" ;;
 	esac
 }
@@ -78,11 +84,16 @@ start_server() {
 		PID=$! WS=ws://127.0.0.1:8100/ws NATS=nats://127.0.0.1:4300
 		wait_port 8100 && wait_port 4300
 		;;
-	pushgrid | none | jwt | hook | native | socketio)
+	pushgrid | none | jwt | hook | native | socketio | plain | history)
 		local auth=()
 		case $1 in
 		jwt) auth=(--auth jwt --auth-secret "$SECRET") ;;
 		hook) auth=(--auth hook) ;;
+		history)
+			# The load generator's one channel keeps its last 100 messages.
+			printf '[[channels]]\npattern = "bench0"\nhistory = 100\n' >"$work/history.toml"
+			auth=(--config "$work/history.toml")
+			;;
 		esac
 		"$work/pushgrid" serve --node bench --listen 127.0.0.1:8200 --nats-listen 127.0.0.1:4400 \
 			--admin-listen "" --log-level warn --drain 0s --history-dir "$work/data-$1" "${auth[@]}" >"$work/$1.log" 2>&1 &
@@ -143,6 +154,7 @@ flags() {
 	case $1 in
 	closed1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
 	sio1k) echo "--subs 1000 --rate 0 --duration $DURATION --connect-rate 1500" ;;
+	hist1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
 	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION" ;;
 	rate200) echo "--subs 1000 --rate 200 --duration $DURATION" ;;
 	idle10k) echo "--subs 10000 --rate= --hold 5s --dialers 32 --procs 2" ;;
@@ -264,11 +276,20 @@ sio_metrics = [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "
                ("load generator CPU us per connect+join", per_conn_us("connect_client_cpu_seconds"), "lower"),
                ("control frames read while joining", lambda r: r["connect_control_frames"], "lower")]
 
+# hist1k's bar: history against none.
+hist_bars = {"deliveries/s": (0.5, "higher")}
+hist_metrics = [("deliveries/s", lambda r: r["steps"][0]["deliveries_per_sec"], "higher"),
+                ("deliveries per server CPU-s", lambda r: r["steps"][0].get("deliveries_per_server_cpu_second"), "higher"),
+                ("p99 ms", lambda r: r["steps"][0]["p99_ms"], "lower")]
+ratio_bars = {"sio1k": ("Socket.IO", "native", sio_bars), "hist1k": ("history", "no history", hist_bars)}
+
 # rows SCENARIO -> (label, baseline system, measured system, metrics):
 # the baseline goes in the floor column, the measured in pushgrid's.
 def rows(sc):
     if sc == "sio1k":
         return [("sio1k socketio / native", "native", "socketio", sio_metrics)]
+    if sc == "hist1k":
+        return [("hist1k history / plain", "plain", "history", hist_metrics)]
     if sc == "auth":
         hook_extra = [("auth requests answered by the hook", lambda r: r.get("hook_requests", 0), "higher")]
         return [("auth jwt / none", "none", "jwt", auth_metrics),
@@ -281,6 +302,8 @@ if "auth" in scenarios:
     print("auth rows: pushgrid against itself, auth.mode none in the floor column, jwt or hook in the pushgrid column; 300 channels")
 if "sio1k" in scenarios:
     print("sio1k rows: pushgrid against itself, native /ws subscribers in the floor column, Socket.IO over WebSocket in the pushgrid column")
+if "hist1k" in scenarios:
+    print("hist1k rows: pushgrid against itself, the channel without history in the floor column, with history = 100 in the pushgrid column")
 print(f"| scenario | metric | floor | pushgrid | pushgrid / floor |")
 print(f"|---|---|---|---|---|")
 verdicts, sio_verdicts = [], []
@@ -295,15 +318,16 @@ for sc in scenarios:
             if sc in bars and name.startswith("connect+join") and fv and pv is not None:
                 verdicts.append(f"{sc}: pushgrid's connect+join is {pv / fv:.2f}x the floor's, bar <= {bars[sc]}x: "
                                 + ("met" if pv / fv <= bars[sc] else "NOT met"))
-            if sc == "sio1k" and name in sio_bars:
-                bar, want = sio_bars[name]
+            if sc in ratio_bars and name in ratio_bars[sc][2]:
+                what, base, bars_of = ratio_bars[sc]
+                bar, want = bars_of[name]
                 if fv and pv is not None:
                     met = pv / fv >= bar if want == "higher" else pv / fv <= bar
                     sign = ">=" if want == "higher" else "<="
-                    sio_verdicts.append(f"sio1k: Socket.IO's {name} is {pv / fv:.2f}x native's, bar {sign} {bar}x: "
+                    sio_verdicts.append(f"{sc}: {what}'s {name} is {pv / fv:.2f}x {base}'s, bar {sign} {bar}x: "
                                         + ("met" if met else "NOT met"))
                 else:
-                    sio_verdicts.append(f"sio1k: {name}: no figures, bar NOT met")
+                    sio_verdicts.append(f"{sc}: {name}: no figures, bar NOT met")
 if verdicts:
     print("\njoin rows: the floor announces no joins; pushgrid (default announce_limit 1000) sends each of a")
     print("channel's first 1,000 joins to every member, the control frames counted above; same load otherwise.")
