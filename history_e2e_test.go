@@ -199,3 +199,114 @@ func TestHistoryReplayUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// historyRulesConfig has a short history and a short TTL, and a channel
+// whose presence is off.
+const historyRulesConfig = `
+[[channels]]
+pattern = "short.>"
+history = 3
+announce = false
+
+[[channels]]
+pattern = "brief.>"
+history = 100
+history_ttl = "1s"
+announce = false
+
+[[channels]]
+pattern = "secret.>"
+presence = false
+`
+
+// TestHistoryRetention: a channel keeps its last history messages, so a
+// join since a message it dropped says recovered:false and replays what
+// is left; messages expire after history_ttl; presence = false is
+// forbidden. (Payloads that are not JSON objects, which carry no seq, are
+// session's tests: this client reads objects.)
+func TestHistoryRetention(t *testing.T) {
+	nodes := startCluster(t, 3, "--config", writeConfig(t, historyRulesConfig))
+	for _, n := range nodes {
+		awaitHistory(t, n, 3)
+	}
+	nc := natsConnect(t, nodes[0].nats)
+	a := dial(t, nodes[1].ws, dialOpts{query: "?user=a"})
+	a.send(map[string]any{"type": "join", "channel": "short.x", "id": 1})
+	a.answer(float64(1))
+	publishNews(t, nc, "short.x", 1, 5)
+	var seqs []uint64
+	for range 5 {
+		seqs = append(seqs, seqOf(a.next("news")))
+	}
+
+	// Message 1 is gone (3 kept): recovered false, and 3, 4, 5 replayed.
+	b := dial(t, nodes[2].ws, dialOpts{query: "?user=b"})
+	b.send(map[string]any{"type": "join", "channel": "short.x", "since": seqs[0], "id": "b"})
+	if j := b.answer("b"); j["recovered"] != false || seqOf(j) != seqs[4] {
+		t.Fatalf("join since a dropped message: %v", j)
+	}
+	if got, _ := news(t, b, 3); fmt.Sprint(got) != "[3 4 5]" {
+		t.Fatalf("replay after a dropped message: %v", got)
+	}
+	// Message 3 is kept: recovered true, 4 and 5 replayed.
+	c := dial(t, nodes[0].ws, dialOpts{query: "?user=c"})
+	c.send(map[string]any{"type": "join", "channel": "short.x", "since": seqs[2], "id": "c"})
+	if j := c.answer("c"); j["recovered"] != true {
+		t.Fatalf("join since a kept message: %v", j)
+	}
+	if got, _ := news(t, c, 2); fmt.Sprint(got) != "[4 5]" {
+		t.Fatalf("replay: %v", got)
+	}
+
+	// Expiry after history_ttl (1 s).
+	publishNews(t, nc, "brief.x", 1, 2)
+	checkFor(t, 5*time.Second, 200*time.Millisecond, func() error {
+		h := apiCall(t, nc, "history", map[string]any{"channel": "brief.x"})
+		if msgs, _ := h["messages"].([]any); len(msgs) != 2 {
+			return fmt.Errorf("history before expiry: %v", h)
+		}
+		return nil
+	})
+	checkFor(t, 5*time.Second, 200*time.Millisecond, func() error {
+		h := apiCall(t, nc, "history", map[string]any{"channel": "brief.x"})
+		if msgs, _ := h["messages"].([]any); len(msgs) != 0 {
+			return fmt.Errorf("history after the TTL: %v", h)
+		}
+		return nil
+	})
+
+	// presence = false
+	a.send(map[string]any{"type": "presence", "channel": "secret.x", "id": "s"})
+	if f := a.answer("s"); f.str("code") != "forbidden" {
+		t.Fatalf("presence where it is off: %v", f)
+	}
+}
+
+// TestPresenceAgrees: after joins and leaves on three nodes, presence asked
+// of each node agrees within a second.
+func TestPresenceAgrees(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var clients []*wsClient
+	for i, n := range nodes {
+		for k := range 2 {
+			c := dial(t, n.ws, dialOpts{query: fmt.Sprintf("?user=u%d", i)})
+			c.join("lobby")
+			if k == 1 && i == 2 {
+				c.send(map[string]any{"type": "leave", "channel": "lobby"})
+				c.next("left")
+			}
+			clients = append(clients, c)
+		}
+	}
+	for i, n := range nodes {
+		c := clients[2*i]
+		checkFor(t, time.Second, 50*time.Millisecond, func() error {
+			c.send(map[string]any{"type": "presence", "channel": "lobby", "id": "p"})
+			f := c.answer("p")
+			if f["count"] != float64(5) || len(f["users"].([]any)) != 3 {
+				return fmt.Errorf("node %s: presence %v, want 5 connections of 3 users", n.name, f)
+			}
+			return nil
+		})
+	}
+}
