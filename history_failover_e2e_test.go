@@ -12,13 +12,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestHistoryFailover: the node that leads a history channel's stream is
-// killed (SIGKILL) while a backend publishes to the channel through
-// push.api.publish with ids, retrying what fails: a member on another node
-// gets every message exactly once and in order, the channel pausing
-// while the stream elects a leader. The pause is logged, measured as the
-// longest time between two stored messages.
+// TestHistoryFailover: a node is killed (SIGKILL) while a backend
+// publishes to a history channel through push.api.publish with ids,
+// retrying what fails; the node leads the channel's stream in one run and
+// follows in the other. A member on another node gets every message
+// exactly once and in order (when the leader died, the channel pausing
+// while the stream elects another: the pause is logged, measured as the
+// longest time between two stored messages), and a member on the killed
+// node reconnects to another with since and ends with every message
+// exactly once too.
 func TestHistoryFailover(t *testing.T) {
+	t.Run("leader", func(t *testing.T) { historyFailover(t, true) })
+	t.Run("follower", func(t *testing.T) { historyFailover(t, false) })
+}
+
+func historyFailover(t *testing.T, killLeader bool) {
 	cfg := writeConfig(t, historyConfig)
 	nodes := startCluster(t, 2, "--config", cfg)
 	victim := startProcess(t, "k3", []string{nodes[0].broker.ClusterURL()}, "--config", cfg)
@@ -46,16 +54,23 @@ func TestHistoryFailover(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if ci.Cluster != nil && ci.Cluster.Leader == "k3" {
+		want := "n1"
+		if killLeader {
+			want = "k3"
+		}
+		if ci.Cluster != nil && ci.Cluster.Leader == want {
 			return nil
 		}
-		_, _ = nodes[0].broker.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(`{"placement":{"preferred":"k3"}}`), 5*time.Second)
-		return fmt.Errorf("leader is not k3 yet")
+		_, _ = nodes[0].broker.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(`{"placement":{"preferred":"`+want+`"}}`), 5*time.Second)
+		return fmt.Errorf("leader is not %s yet", want)
 	})
 
 	member := dial(t, nodes[1].ws, dialOpts{query: "?user=member", buffer: 4096})
 	member.send(map[string]any{"type": "join", "channel": "long.f", "id": 1})
 	member.answer(float64(1))
+	onVictim := dial(t, victim.ws, dialOpts{query: "?user=mobile", buffer: 4096})
+	onVictim.send(map[string]any{"type": "join", "channel": "long.f", "id": 1})
+	onVictim.answer(float64(1))
 
 	nc := natsConnect(t, nodes[0].nats)
 	const total = 400
@@ -89,6 +104,34 @@ func TestHistoryFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = victim.wait(t, 5*time.Second)
+	// What the client on the killed node saw, until its socket closed.
+	var seen []int
+	var lastSeq uint64
+	for open := true; open; {
+		select {
+		case f := <-onVictim.frames:
+			if f.str("type") == "news" {
+				n, _ := f["n"].(float64)
+				seen = append(seen, int(n))
+				lastSeq = seqOf(f)
+			}
+		case <-onVictim.closed:
+			open = false
+		case <-time.After(10 * time.Second):
+			t.Fatal("the killed node's client was not closed")
+		}
+	}
+	// It reconnects to another node and resumes.
+	resumed := dial(t, nodes[0].ws, dialOpts{query: "?user=mobile", buffer: 4096})
+	checkFor(t, 15*time.Second, 500*time.Millisecond, func() error {
+		resumed.send(map[string]any{"type": "join", "channel": "long.f", "since": lastSeq, "id": "r"})
+		if j := resumed.answer("r"); j.str("type") != "joined" {
+			return fmt.Errorf("resume: %v", j) // unavailable while the stream elects a leader
+		} else if lastSeq > 0 && j["recovered"] != true {
+			t.Fatalf("resume since %d: %v", lastSeq, j)
+		}
+		return nil
+	})
 	select {
 	case <-done:
 	case <-time.After(60 * time.Second):
@@ -111,4 +154,12 @@ func TestHistoryFailover(t *testing.T) {
 		}
 	}
 	member.expectNone("news", 500*time.Millisecond)
+	rest, _ := news(t, resumed, total-len(seen))
+	all := append(seen, rest...)
+	for k, n := range all {
+		if n != k+1 {
+			t.Fatalf("the resumed client's message %d is n=%d (%d before the kill)", k, n, len(seen))
+		}
+	}
+	resumed.expectNone("news", 500*time.Millisecond)
 }
