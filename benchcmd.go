@@ -36,6 +36,7 @@ type BenchCmd struct {
 	AuthSecret  string        `name:"auth-secret" help:"For a node in auth.mode jwt: its HS256 secret; each subscriber sends a token of its own (sub: its user, signed before the connect phase) as Authorization: Bearer."`
 	Hook        bool          `name:"hook" help:"For a node in auth.mode hook: answer its auth requests on --nats with the user each subscriber names in its uid cookie, and count them."`
 	Dialers     int           `default:"${bench_dialers}" help:"Connections being opened at once."`
+	Recover     int           `help:"With a history channel and an empty --rate: the subscribers leave, this many messages are published to each channel through the server API, and they come back with since; report how long until each has them all."`
 	ConnectRate float64       `name:"connect-rate" help:"Connects per second of the connect phase; 0: as fast as the dialers go. Pace two servers alike to compare their CPU per connect: a node's work per connect depends on how many arrive together."`
 	Timeout     time.Duration `default:"${bench_timeout}" help:"Bound of the connect phase."`
 	PID         int           `name:"server-pid" help:"PID of the server on this machine: report its CPU time and memory."`
@@ -64,7 +65,7 @@ func benchVars() kong.Vars {
 // refuse.
 var benchFlags = map[string]string{
 	"URLs": "--url", "Proto": "--proto", "NATS": "--nats", "Subs": "--subs", "Channels": "--channels",
-	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers", "ConnectRate": "--connect-rate",
+	"Rates": "--rate", "Size": "--size", "Window": "--window", "Dialers": "--dialers", "ConnectRate": "--connect-rate", "Recover": "--recover",
 	"UserPrefix": "--user-prefix", "AuthSecret": "--auth-secret", "Hook": "--hook",
 }
 
@@ -98,7 +99,7 @@ func (b *BenchCmd) Run(e *env) error {
 	cfg := bench.Config{
 		URLs: b.URL, Proto: b.Proto, NATS: b.NATS, Prefix: b.Prefix, Subs: b.Subs, Channels: b.Channels, Rates: rates,
 		Duration: b.Duration, Warmup: b.Warmup, Hold: b.Hold, Size: b.Size, Window: b.Window, SrcIPs: ips, UserPrefix: b.UserPrefix,
-		AuthSecret: b.AuthSecret, Hook: b.Hook, Dialers: b.Dialers, ConnectRate: b.ConnectRate, Timeout: b.Timeout, PID: b.PID,
+		AuthSecret: b.AuthSecret, Hook: b.Hook, Dialers: b.Dialers, ConnectRate: b.ConnectRate, Recover: b.Recover, Timeout: b.Timeout, PID: b.PID,
 	}
 	if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
 		cfg.Progress = f

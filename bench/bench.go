@@ -49,6 +49,8 @@ type Result struct {
 	ServerRSSJoined int64   `json:"server_rss_joined,omitempty"`
 	RSSPerConn      float64 `json:"rss_per_conn,omitempty"`
 	Steps           []Step  `json:"steps"`
+	// Recovery is the recovery phase's figures (Config.Recover).
+	Recovery *Recovery `json:"recovery,omitempty"`
 }
 
 // Step is one rate step.
@@ -75,8 +77,9 @@ type Step struct {
 const minPayload = 64
 
 var (
-	seqKey  = []byte(`"s":`)
-	timeKey = []byte(`"t":`)
+	seqKey    = []byte(`"s":`)
+	storedKey = []byte(`"seq":`) // a history channel's seq, which the server puts first
+	timeKey   = []byte(`"t":`)
 
 	joinedType  = []byte(`"type":"joined"`)
 	welcomeType = []byte(`"type":"welcome"`)
@@ -123,6 +126,7 @@ type run struct {
 	tokens                       []string // subscriber i's token, with Config.AuthSecret
 	delivered, disconnects, errs atomic.Int64
 	controls                     atomic.Int64 // control frames read
+	dups                         atomic.Int64 // missed messages received twice while recovering
 	measuring                    atomic.Bool
 	// Deliveries of seqs in [from, to) are measured, whenever they land.
 	from, to atomic.Int64
@@ -137,6 +141,10 @@ type subscriber struct {
 	joined  chan struct{}
 	isIn    atomic.Bool
 	closed  atomic.Bool
+	// lastStored is the last history seq the subscriber saw (the joined
+	// answer's, then each message's); rec, while it recovers.
+	lastStored atomic.Int64
+	rec        *recovering
 	// user is who a token or the hook names the subscriber, "" when it
 	// sends no credentials. welcomed says the welcome frame named user:
 	// the read loop sets it before it closes joined (Socket.IO: before it
@@ -164,6 +172,12 @@ func (s *subscriber) OnMessage(_ *gws.Conn, m *gws.Message) {
 	if !s.isIn.Load() {
 		switch {
 		case bytes.Contains(b, joinedType):
+			if seq, ok := intAfter(b, storedKey); ok {
+				s.lastStored.Store(seq)
+			}
+			if s.rec != nil && bytes.Contains(b, []byte(`"recovered":true`)) {
+				s.rec.recovered.Store(true)
+			}
 			s.isIn.Store(true)
 			close(s.joined)
 		case s.user != "" && bytes.Contains(b, welcomeType):
@@ -177,7 +191,18 @@ func (s *subscriber) OnMessage(_ *gws.Conn, m *gws.Message) {
 // receive takes a payload that came after the join: a message of the run,
 // whose delivery is measured, or a control or an error frame, counted.
 func (s *subscriber) receive(b []byte) {
+	if bytes.HasPrefix(b[min(1, len(b)):], storedKey) {
+		if stored, ok := intAfter(b, storedKey); ok {
+			s.lastStored.Store(stored)
+		}
+	}
 	seq, ok := intAfter(b, seqKey)
+	if s.rec != nil {
+		if ok {
+			s.rec.take(seq, &s.r.dups)
+		}
+		return
+	}
 	if !ok {
 		switch {
 		case bytes.Contains(b, controlType):
@@ -241,6 +266,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.ServerRSSJoined, _ = processRSS(cfg.PID)
 			res.RSSPerConn = float64(res.ServerRSSJoined-res.ServerRSSBefore) / float64(res.Connected)
 		}
+	}
+	if cfg.Recover > 0 {
+		nc, err := nats.Connect(cfg.NATS, nats.Name("pushgrid-bench"), nats.Timeout(5*time.Second))
+		if err != nil {
+			return res, fmt.Errorf("recover: no NATS server answers at %s: %w", cfg.NATS, err)
+		}
+		defer nc.Close()
+		err = r.recover(ctx, nc, res)
+		res.Recovery.Duplicates = r.dups.Load()
+		return res, err
 	}
 	if len(cfg.Rates) == 0 {
 		// Idle connections are measured at the end of the hold, once the
@@ -376,8 +411,14 @@ func (r *run) settleControls(ctx context.Context) int64 {
 }
 
 func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
+	return r.dialSince(ctx, i, -1, nil)
+}
+
+// dialSince opens subscriber i and joins its channel, with since when it
+// is not negative; rec, when not nil, counts what it then receives.
+func (r *run) dialSince(ctx context.Context, i int, since int64, rec *recovering) (*subscriber, error) {
 	cfg := r.cfg
-	s := &subscriber{r: r, channel: i % cfg.Channels, joined: make(chan struct{})}
+	s := &subscriber{r: r, channel: i % cfg.Channels, joined: make(chan struct{}), rec: rec}
 	if cfg.Proto == ProtoSocketIO {
 		return r.dialSocketIO(ctx, i, s)
 	}
@@ -399,6 +440,9 @@ func (r *run) dial(ctx context.Context, i int) (*subscriber, error) {
 	s.conn = conn
 	go conn.ReadLoop()
 	join := `{"type":"join","channel":"` + channelName(s.channel) + `"}`
+	if since >= 0 {
+		join = `{"type":"join","channel":"` + channelName(s.channel) + `","since":` + strconv.FormatInt(since, 10) + `}`
+	}
 	if err := conn.WriteString(join); err != nil {
 		_ = conn.NetConn().Close()
 		return nil, err

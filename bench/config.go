@@ -76,9 +76,14 @@ type Config struct {
 	// the same offered load: a node's work per connect depends on how many
 	// arrive together (announcements are gathered and written in batches).
 	ConnectRate float64
-	Timeout     time.Duration // bound of the connect phase
-	PID         int           // server process on this machine to measure, 0 for none
-	Progress    io.Writer     // live progress line, nil for none
+	// Recover, when not 0, runs the recovery phase instead of the steps:
+	// the subscribers leave, Recover messages are published to each
+	// channel (history channels of the server, through its server API),
+	// and they come back with since (native protocol only).
+	Recover  int
+	Timeout  time.Duration // bound of the connect phase
+	PID      int           // server process on this machine to measure, 0 for none
+	Progress io.Writer     // live progress line, nil for none
 }
 
 // ConfigError is a Config field whose value cannot run. Field is the
@@ -146,6 +151,10 @@ func (c *Config) validate() error {
 		return bad("Dialers", c.Dialers, "need at least 1")
 	case !(c.ConnectRate >= 0 && c.ConnectRate <= 1e6):
 		return bad("ConnectRate", c.ConnectRate, "need 0 (unpaced) to 1000000")
+	case c.Recover < 0 || c.Recover > 100_000:
+		return bad("Recover", c.Recover, "need 0 to 100000 messages")
+	case c.Recover > 0 && (len(c.Rates) > 0 || c.Proto != ProtoNative || c.NATS == ""):
+		return &ConfigError{Field: "Recover", Reason: "recovery runs instead of rate steps (an empty rate), with the native protocol and a NATS URL"}
 	}
 	if c.Proto == ProtoSocketIO {
 		for _, u := range c.URLs {

@@ -33,6 +33,10 @@
 #             with history = 100 (stored in JetStream, delivered as its
 #             stream republishes it, with seq); bar: with history at least
 #             0.5x the deliveries/s without
+#   recover1k pushgrid alone: 1,000 subscribers of a history channel
+#             (history = 200, no announcements) leave, 100 messages are
+#             published through the server API, and they come back with
+#             since; bar: all have every missed message, once, within 5 s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +44,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 FLOOR_SRC=${FLOOR_SRC:-../shared/bench/floor}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth sio1k hist1k)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(closed1k closed5k rate200 idle10k join5k join10k auth sio1k hist1k recover1k)
 
 ulimit -n 20000
 work=$(mktemp -d)
@@ -70,6 +74,7 @@ systems() {
 	auth) echo "none jwt hook" ;;
 	sio1k) echo "native socketio" ;;
 	hist1k) echo "plain history" ;;
+	recover1k) echo "recovery" ;;
 	*) echo "floor pushgrid" ;;
 	esac
 }
@@ -84,7 +89,7 @@ start_server() {
 		PID=$! WS=ws://127.0.0.1:8100/ws NATS=nats://127.0.0.1:4300
 		wait_port 8100 && wait_port 4300
 		;;
-	pushgrid | none | jwt | hook | native | socketio | plain | history)
+	pushgrid | none | jwt | hook | native | socketio | plain | history | recovery)
 		local auth=()
 		case $1 in
 		jwt) auth=(--auth jwt --auth-secret "$SECRET") ;;
@@ -93,6 +98,12 @@ start_server() {
 			# The load generator's one channel keeps its last 100 messages.
 			printf '[[channels]]\npattern = "bench0"\nhistory = 100\n' >"$work/history.toml"
 			auth=(--config "$work/history.toml")
+			;;
+		recovery)
+			# Room for the 100 missed and the one before them; no
+			# announcements, which would be stored too.
+			printf '[[channels]]\npattern = "bench0"\nhistory = 200\nannounce = false\n' >"$work/recovery.toml"
+			auth=(--config "$work/recovery.toml")
 			;;
 		esac
 		"$work/pushgrid" serve --node bench --listen 127.0.0.1:8200 --nats-listen 127.0.0.1:4400 \
@@ -155,6 +166,7 @@ flags() {
 	closed1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
 	sio1k) echo "--subs 1000 --rate 0 --duration $DURATION --connect-rate 1500" ;;
 	hist1k) echo "--subs 1000 --rate 0 --duration $DURATION" ;;
+	recover1k) echo "--subs 1000 --rate= --recover 100 --timeout 30s" ;;
 	closed5k) echo "--subs 5000 --rate 0 --duration $DURATION" ;;
 	rate200) echo "--subs 1000 --rate 200 --duration $DURATION" ;;
 	idle10k) echo "--subs 10000 --rate= --hold 5s --dialers 32 --procs 2" ;;
@@ -290,6 +302,8 @@ def rows(sc):
         return [("sio1k socketio / native", "native", "socketio", sio_metrics)]
     if sc == "hist1k":
         return [("hist1k history / plain", "plain", "history", hist_metrics)]
+    if sc == "recover1k":
+        return []  # one system: printed below the table
     if sc == "auth":
         hook_extra = [("auth requests answered by the hook", lambda r: r.get("hook_requests", 0), "higher")]
         return [("auth jwt / none", "none", "jwt", auth_metrics),
@@ -328,6 +342,14 @@ for sc in scenarios:
                                         + ("met" if met else "NOT met"))
                 else:
                     sio_verdicts.append(f"{sc}: {name}: no figures, bar NOT met")
+if "recover1k" in scenarios:
+    rs = [r.get("recovery") or {} for r in load("recover1k", "recovery")]
+    secs = med([x.get("seconds") for x in rs if not x.get("timeout") and x.get("complete") == x.get("clients")])
+    print(f"| recover1k | seconds until 1,000 clients that missed 100 messages have them all | - | {fmt(secs)} | - |")
+    print(f"| recover1k | recovered:true, complete, duplicates (each round) | - | "
+          + "; ".join(f"{x.get('recovered')}, {x.get('complete')}, {x.get('duplicates')}" for x in rs) + " | - |")
+    sio_verdicts.append(f"recover1k: every client had every missed message once in {fmt(secs)} s (median), bar <= 5 s: "
+                        + ("met" if secs is not None and secs <= 5 and all(x.get("duplicates") == 0 for x in rs) else "NOT met"))
 if verdicts:
     print("\njoin rows: the floor announces no joins; pushgrid (default announce_limit 1000) sends each of a")
     print("channel's first 1,000 joins to every member, the control frames counted above; same load otherwise.")
