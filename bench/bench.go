@@ -274,7 +274,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		defer nc.Close()
 		err = r.recover(ctx, nc, res)
-		res.Recovery.Duplicates = r.dups.Load()
+		if res.Recovery != nil {
+			res.Recovery.Duplicates = r.dups.Load()
+		}
 		return res, err
 	}
 	if len(cfg.Rates) == 0 {

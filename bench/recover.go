@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,17 +46,26 @@ func (r *run) recover(ctx context.Context, nc *nats.Conn, res *Result) error {
 	publish := func(c, k int) (uint64, error) {
 		req, _ := json.Marshal(map[string]any{"channel": channelName(c), "id": fmt.Sprintf("bench-recover-%d-%d-%d", time.Now().UnixNano(), c, k),
 			"data": json.RawMessage(makePayload(int64(k), cfg.Size))})
-		m, err := nc.RequestWithContext(ctx, cfg.Prefix+".api.publish", req)
-		if err != nil {
-			return 0, fmt.Errorf("recover: publish: %w", err)
-		}
-		var out struct {
-			Seq uint64 `json:"seq"`
-		}
-		if _ = json.Unmarshal(m.Data, &out); out.Seq == 0 {
+		// A node that just started may not have its history streams yet:
+		// it answers unavailable for a moment.
+		for wait := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			m, err := nc.RequestWithContext(ctx, cfg.Prefix+".api.publish", req)
+			if err != nil {
+				return 0, fmt.Errorf("recover: publish: %w", err)
+			}
+			var out struct {
+				Seq   uint64 `json:"seq"`
+				Error string `json:"error"`
+			}
+			_ = json.Unmarshal(m.Data, &out)
+			switch {
+			case out.Seq > 0:
+				return out.Seq, nil
+			case strings.HasPrefix(out.Error, "unavailable") && time.Now().Before(wait):
+				continue
+			}
 			return 0, fmt.Errorf("recover: %s is not a history channel of the server (%s)", channelName(c), m.Data)
 		}
-		return out.Seq, nil
 	}
 	marks := make([]uint64, cfg.Channels)
 	for c := range marks {
