@@ -388,7 +388,13 @@ func (c *wsClient) answer(id any) frame {
 // fails the test, saying it waited for what, after 5 s.
 func (c *wsClient) nextMatching(what string, ok func(frame) bool) frame {
 	c.t.Helper()
-	timeout := time.After(5 * time.Second)
+	return c.nextMatchingWithin(5*time.Second, what, ok)
+}
+
+// nextMatchingWithin is nextMatching waiting up to d.
+func (c *wsClient) nextMatchingWithin(d time.Duration, what string, ok func(frame) bool) frame {
+	c.t.Helper()
+	timeout := time.After(d)
 	var skipped []frame
 	for {
 		select {
@@ -402,7 +408,7 @@ func (c *wsClient) nextMatching(what string, ok func(frame) bool) frame {
 			c.t.Fatalf("closed while waiting for %s: %v", what, err)
 		case <-timeout:
 			dumpGoroutines(c.t)
-			c.t.Fatalf("no %s within 5s; skipped %v", what, skipped)
+			c.t.Fatalf("no %s within %v; skipped %v", what, d, skipped)
 		}
 	}
 }

@@ -123,9 +123,11 @@ func historyFailover(t *testing.T, killLeader bool) {
 	}
 	// It reconnects to another node and resumes.
 	resumed := dial(t, nodes[0].ws, dialOpts{query: "?user=mobile", buffer: 4096})
-	checkFor(t, 15*time.Second, 500*time.Millisecond, func() error {
+	checkFor(t, 40*time.Second, 500*time.Millisecond, func() error {
 		resumed.send(map[string]any{"type": "join", "channel": "long.f", "since": lastSeq, "id": "r"})
-		if j := resumed.answer("r"); j.str("type") != "joined" {
+		// A join waits up to 10 s for a stream electing its leader.
+		j := resumed.nextMatchingWithin(15*time.Second, "the resume's answer", func(f frame) bool { return f["id"] == "r" })
+		if j.str("type") != "joined" {
 			return fmt.Errorf("resume: %v", j) // unavailable while the stream elects a leader
 		} else if lastSeq > 0 && j["recovered"] != true {
 			t.Fatalf("resume since %d: %v", lastSeq, j)
