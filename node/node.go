@@ -45,6 +45,7 @@ type Node struct {
 	// streams runs keepStreams and runRoster until stopStreams closes.
 	streams     sync.WaitGroup
 	stopStreams chan struct{}
+	stopOnce    sync.Once
 	rosters     rosters // the other nodes' (roster.go)
 
 	apiRequests *prometheus.CounterVec
@@ -202,6 +203,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	if n.store != nil {
 		if err := n.store.Start(n.broker.Conn()); err != nil {
+			n.stopBackground()
 			_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 			return fmt.Errorf("history: %w", err)
 		}
@@ -209,6 +211,7 @@ func (n *Node) Start(ctx context.Context) error {
 		go n.keepStreams()
 	}
 	if _, err := n.broker.Conn().Subscribe(n.rosterSubject(), n.onRoster); err != nil {
+		n.stopBackground()
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("rosters: %w", err)
 	}
@@ -226,16 +229,19 @@ func (n *Node) Start(ctx context.Context) error {
 		n.apiRequests.WithLabelValues(method, result).Inc()
 	})
 	if err := n.api.Start(); err != nil {
+		n.stopBackground()
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("server API: %w", err)
 	}
 	// Other nodes relay here the requests of Socket.IO sessions this
 	// node holds.
 	if err := n.broker.HandleRelay(n.sio.HandleRelay); err != nil {
+		n.stopBackground()
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("socketio relay: %w", err)
 	}
 	if err := n.gateway.Start(ctx); err != nil {
+		n.stopBackground()
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 		return err
 	}
@@ -246,6 +252,7 @@ func (n *Node) Start(ctx context.Context) error {
 			defer cancel()
 			n.gateway.StopAccepting(stop)
 			_ = n.gateway.Shutdown(stop)
+			n.stopBackground()
 			_ = n.broker.Shutdown(stop)
 			return fmt.Errorf("admin.listen: %w", err)
 		}
@@ -297,13 +304,19 @@ func (n *Node) shutdown(ctx context.Context) error {
 		_ = n.admin.Close()
 		n.adminRun.Wait()
 	}
-	close(n.stopStreams)
-	n.streams.Wait()
+	n.stopBackground()
 	if n.api != nil {
 		n.api.Stop()
 	}
 	errB := n.broker.Shutdown(ctx)
 	return errors.Join(errHub, errSIO, errGW, errB)
+}
+
+// stopBackground stops keepStreams and runRoster and waits for them; it
+// may be called more than once.
+func (n *Node) stopBackground() {
+	n.stopOnce.Do(func() { close(n.stopStreams) })
+	n.streams.Wait()
 }
 
 // keepStreams creates the history rules' streams, and raises their
