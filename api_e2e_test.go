@@ -173,8 +173,23 @@ func TestServerAPIOverHTTP(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
-	if code, _ := post("info", `{}`, ""); code != http.StatusUnauthorized {
-		t.Fatalf("without the token: %d", code)
+	// Every method: 401 without the token, an error for bad input with it.
+	for method, bad := range map[string]string{
+		"publish":     `{"channel":"a b","data":1}`,
+		"presence":    `{"channel":""}`,
+		"channels":    `{"pattern":"a.>.b"}`,
+		"history":     `{"channel":"room"}`, // keeps no history
+		"subscribe":   `{"user":"","channel":"room"}`,
+		"unsubscribe": `{"user":"u","channel":"*"}`,
+		"disconnect":  `{"user":"u","code":999}`,
+		"info":        `[1]`,
+	} {
+		if code, _ := post(method, `{}`, ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without the token: %d, want 401", method, code)
+		}
+		if code, out := post(method, bad, token); code != http.StatusOK || out["error"] == nil {
+			t.Errorf("%s %s: %d %v, want an error", method, bad, code, out)
+		}
 	}
 	if code, out := post("publish", `{"channel":"room","data":{"type":"news"}}`, token); code != 200 || out["error"] != nil {
 		t.Fatalf("publish: %d %v", code, out)

@@ -54,6 +54,10 @@ func TestPacketOf(t *testing.T) {
 	cases := []struct{ payload, want string }{
 		{`{"type":"welcome","conn":"c"}`, `42["welcome",{"type":"welcome","conn":"c"}]`},
 		{`{"n":1,"type":"news"}`, `42["news",{"n":1,"type":"news"}]`},
+		// A history channel's frames: the seq first.
+		{`{"seq":12,"type":"news","n":1}`, `42["news",{"seq":12,"type":"news","n":1}]`},
+		{`{"seq":12,"n":1}`, `42["message",{"seq":12,"n":1}]`},
+		{`{"seq":12,"type":"connect"}`, `42["message",{"seq":12,"type":"connect"}]`},
 		{`{"type":"connect"}`, `42["message",{"type":"connect"}]`}, // a reserved name is not emitted
 		{`{"type":7}`, `42["message",{"type":7}]`},
 		{`[1,2]`, `42["message",[1,2]]`},

@@ -236,17 +236,47 @@ func packetOf(payload, marker []byte) []byte {
 	return AppendEvent(nil, "message", payload)
 }
 
+// seqPrefix starts a history channel's frames: the hub puts the message's
+// seq first (PROTOCOL.md §6).
+var seqPrefix = []byte(`{"seq":`)
+
+// afterSeq is where the first member after a leading "seq":N, as the hub
+// splices it, starts in payload; 0 when payload does not start so.
+func afterSeq(payload []byte) int {
+	if !bytes.HasPrefix(payload, seqPrefix) {
+		return 0
+	}
+	i := len(seqPrefix)
+	for i < len(payload) && payload[i] >= '0' && payload[i] <= '9' {
+		i++
+	}
+	if i == len(seqPrefix) || i >= len(payload) || payload[i] != ',' {
+		return 0
+	}
+	return i + 1
+}
+
 // typePrefix starts every frame the hub makes, and most backends' too.
 var typePrefix = []byte(`{"type":"`)
 
 // leadingType is the type of payload, valid JSON, when it starts with
-// {"type":" and a name with no escapes that is not reserved. (A key given
-// twice is taken at its first.)
+// {"type":" (after the seq a history channel's frames start with) and a
+// name with no escapes that is not reserved. (A key given twice is taken
+// at its first.)
 func leadingType(payload []byte) (string, bool) {
-	if !bytes.HasPrefix(payload, typePrefix) {
-		return "", false
+	var rest []byte
+	if i := afterSeq(payload); i > 0 {
+		// {"seq":N,"type":"T"…: a history channel's frame.
+		if !bytes.HasPrefix(payload[i:], typePrefix[1:]) {
+			return "", false
+		}
+		rest = payload[i+len(typePrefix)-1:]
+	} else {
+		if !bytes.HasPrefix(payload, typePrefix) {
+			return "", false
+		}
+		rest = payload[len(typePrefix):]
 	}
-	rest := payload[len(typePrefix):]
 	end := bytes.IndexByte(rest, '"')
 	if end <= 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
 		return "", false
