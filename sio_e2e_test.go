@@ -549,3 +549,36 @@ func TestSocketIOSlowConsumer(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketIOHistory: a Socket.IO client joins a history channel with
+// since through emit("join", {channel, since}, ack): the ack says
+// recovered, and the missed messages arrive as events with their seq.
+func TestSocketIOHistory(t *testing.T) {
+	n := startTestNode(t, "n1", nil, "--config", writeConfig(t, historyConfig), "--cluster-listen", "")
+	awaitHistory(t, n, 1)
+	nc := natsConnect(t, n.nats)
+	publishNews(t, nc, "hist.s", 1, 3)
+	var first float64
+	checkFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		h := apiCall(t, nc, "history", map[string]any{"channel": "hist.s"})
+		msgs, _ := h["messages"].([]any)
+		if len(msgs) != 3 {
+			return fmt.Errorf("history %v", h)
+		}
+		first = msgs[0].(map[string]any)["seq"].(float64)
+		return nil
+	})
+	c := startSIOClient(t, "history", sioScenario{URL: "http://" + strings.TrimPrefix(n.http, "http://"),
+		Options: map[string]any{"auth": map[string]any{"user": "sio"}, "transports": []string{"websocket"}},
+		Steps: []sioStep{
+			{Do: "connect"},
+			{Do: "emit", Event: "join", Args: []any{map[string]any{"channel": "hist.s", "since": first}}, Ack: "j"},
+			{Do: "expect", Match: map[string]any{"ev": "ack", "ack": "j", "args": []any{map[string]any{"type": "joined", "recovered": true}}}},
+			{Do: "expect", Match: map[string]any{"ev": "event", "name": "news", "args": []any{map[string]any{"n": 2, "seq": first + 1}}}},
+			{Do: "expect", Match: map[string]any{"ev": "event", "name": "news", "args": []any{map[string]any{"n": 3, "seq": first + 2}}}},
+			{Do: "disconnect"},
+		}})
+	if code := c.wait(20 * time.Second); code != 0 {
+		t.Fatalf("driver exit %d", code)
+	}
+}

@@ -18,7 +18,9 @@ import (
 // others' rosters (each connection's user and channels), which each node
 // publishes on <prefix>.cluster.roster, a subject of the nodes' own:
 // whenever it changed, at most every rosterEvery, and in any case every
-// rosterRefresh for nodes that joined since. When a node's beats stop (the
+// rosterRefresh for nodes that joined since; a node alone publishes
+// nothing, and the whole roster as soon as another node appears. When a
+// node's beats stop (the
 // cluster view drops it after three missed heartbeats), or it comes back
 // as a new instance, the live node with the lowest name makes its members
 // leave: "left" control frames where the rules announce, leave and
@@ -109,11 +111,17 @@ func (n *Node) runRoster(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		roster := n.hub.Roster()
-		if sum := rosterSum(roster); sum != lastSum || time.Since(lastSent) >= rosterRefresh {
-			gen++
-			n.publishRoster(roster, gen)
-			lastSum, lastSent = sum, time.Now()
+		if len(n.broker.Nodes()) <= 1 {
+			// Alone: nobody to tell, and a node that joins gets the
+			// roster at once (lastSent is reset).
+			lastSent = time.Time{}
+		} else {
+			roster := n.hub.Roster()
+			if sum := rosterSum(roster); sum != lastSum || time.Since(lastSent) >= rosterRefresh {
+				gen++
+				n.publishRoster(roster, gen)
+				lastSum, lastSent = sum, time.Now()
+			}
 		}
 		n.departDead()
 	}
