@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lxzan/gws"
 	"github.com/nats-io/nats.go"
 )
 
@@ -115,6 +117,11 @@ func TestServerAPI(t *testing.T) {
 	}
 	if code := alice.closeCode(5 * time.Second); code != 4020 {
 		t.Fatalf("alice closed with %d, want 4020", code)
+	}
+	err := <-alice.closed
+	var ce *gws.CloseError
+	if !errors.As(err, &ce) || string(ce.Reason) != "bye" {
+		t.Fatalf("alice's close: %v, want reason bye", err)
 	}
 
 	// bad requests get an error, never a crash
