@@ -42,7 +42,14 @@ type Server struct {
 	log    *slog.Logger
 	count  func(method string, failed bool) // each request answered, for metrics; may be nil
 	subs   []*nats.Subscription
+	// busy holds a slot for each request being answered: a request waits
+	// up to storeWait, and backends must not grow them without bound.
+	busy chan struct{}
 }
+
+// maxInFlight bounds the requests a node answers at once; past it a
+// request is answered busy at once.
+const maxInFlight = 512
 
 // gatherWait bounds how long a cluster-wide method waits for the nodes.
 const gatherWait = 2 * time.Second
@@ -57,7 +64,8 @@ func New(hub *session.Hub, b *broker.Broker, store Store, log *slog.Logger, coun
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{hub: hub, broker: b, store: store, prefix: b.Subjects().Prefix, log: log, count: count}
+	return &Server{hub: hub, broker: b, store: store, prefix: b.Subjects().Prefix, log: log, count: count,
+		busy: make(chan struct{}, maxInFlight)}
 }
 
 // Start subscribes the node: to <prefix>.api.* in a queue group shared by
@@ -98,12 +106,29 @@ func (s *Server) onRequest(m *nats.Msg) {
 		return
 	}
 	method := m.Subject[len(s.prefix+".api."):]
+	if !s.acquire() {
+		_ = m.Respond([]byte(`{"error":"busy: too many server API requests at once on this node; retry"}`))
+		return
+	}
 	go func() {
+		defer s.release()
 		ctx, cancel := context.WithTimeout(context.Background(), storeWait+time.Second)
 		defer cancel()
 		_ = m.Respond(s.Call(ctx, method, m.Data))
 	}()
 }
+
+// acquire takes a slot for a request, false when none is free.
+func (s *Server) acquire() bool {
+	select {
+	case s.busy <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) release() { <-s.busy }
 
 // Call runs method with the JSON request req and returns the JSON answer:
 // the result object, or {"error":"why"}.
