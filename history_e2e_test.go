@@ -146,6 +146,23 @@ func TestHistoryOneNode(t *testing.T) {
 		t.Errorf("pushgrid_history_stored_total %v, want at least the 7 messages stored", v)
 	}
 
+	// The history method answers at most 1,000 messages at once; the rest
+	// come when asked again since the last.
+	publishNews(t, nc, "long.h", 1, 1100)
+	var h map[string]any
+	checkFor(t, 5*time.Second, 100*time.Millisecond, func() error {
+		h = apiCall(t, nc, "history", map[string]any{"channel": "long.h"})
+		if msgs, _ := h["messages"].([]any); len(msgs) != 1000 {
+			return fmt.Errorf("history of 1,100 messages gave %d, want the first 1,000", len(msgs))
+		}
+		return nil
+	})
+	msgs := h["messages"].([]any)
+	after := msgs[len(msgs)-1].(map[string]any)["seq"]
+	if rest := apiCall(t, nc, "history", map[string]any{"channel": "long.h", "since": after}); len(rest["messages"].([]any)) != 100 {
+		t.Fatalf("history since the 1,000th: %d messages, want 100", len(rest["messages"].([]any)))
+	}
+
 	// A channel without history.
 	a.send(map[string]any{"type": "join", "channel": "plain", "since": 3, "id": "p"})
 	if j := a.answer("p"); j.str("type") != "joined" || j["recovered"] != false || j["seq"] != nil {

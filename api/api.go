@@ -222,6 +222,15 @@ func (s *Server) publish(ctx context.Context, req request) (any, error) {
 	return struct{}{}, nil
 }
 
+// A history answer holds at most maxHistoryMessages messages and, past
+// the first, maxHistoryBytes of them: it must fit in one NATS message
+// (1 MiB by default). A caller that wants more asks again with since = the
+// last seq it got.
+const (
+	maxHistoryMessages = 1000
+	maxHistoryBytes    = 512 << 10
+)
+
 // storedMessage is one message of a history answer: data is the payload
 // as JSON (text that is not JSON, as a JSON string).
 type storedMessage struct {
@@ -239,6 +248,9 @@ func (s *Server) history(ctx context.Context, req request) (any, error) {
 	if req.Limit < 0 {
 		return nil, errors.New("limit must not be negative")
 	}
+	if req.Limit == 0 || req.Limit > maxHistoryMessages {
+		req.Limit = maxHistoryMessages
+	}
 	ctx, cancel := context.WithTimeout(ctx, storeWait)
 	defer cancel()
 	last, err := s.store.Last(ctx, req.Channel)
@@ -251,10 +263,14 @@ func (s *Server) history(ctx context.Context, req request) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("unavailable: %v", err)
 		}
+		size := 0
 		for _, m := range stored {
 			data := json.RawMessage(m.Data)
 			if !json.Valid(data) {
 				data, _ = json.Marshal(string(m.Data))
+			}
+			if size += len(data) + 32; size > maxHistoryBytes && len(msgs) > 0 {
+				break // the caller asks again, since the last seq it got
 			}
 			msgs = append(msgs, storedMessage{m.Seq, data})
 		}

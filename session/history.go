@@ -116,16 +116,12 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 
 // storeError is the client's error for a store that failed a join.
 func (h *Hub) storeError(channel string, err error) *Error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStoreUnavailable) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStoreUnavailable) {
 		return errorf(CodeUnavailable, "the history of %q is failing over; retry later", channel)
 	}
 	h.log.Error("history store", logChannel, channel, logErr, err)
 	return errorf(CodeUnavailable, "the history of %q cannot be read now; retry later", channel)
 }
-
-// errStoreUnavailable is what a store's unavailable errors match (package
-// history wraps it).
-var errStoreUnavailable = ErrStoreUnavailable
 
 // ErrStoreUnavailable is a store that did not answer in time: a stream
 // whose leader is being elected, or JetStream down.
