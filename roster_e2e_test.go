@@ -12,7 +12,8 @@ import (
 // TestDeadNodeMembersLeave: after a SIGKILL of a node, its members leave
 // every channel once, cluster-wide: the members elsewhere get "left"
 // control frames, and backends one leave event per channel and one
-// disconnect event per connection, published by one surviving node.
+// disconnect event per connection, published by one surviving node, which
+// here joined the cluster after the dead node's members had joined.
 func TestDeadNodeMembersLeave(t *testing.T) {
 	nodes := startCluster(t, 2)
 	victim := startProcess(t, "k3", []string{nodes[0].broker.ClusterURL()})
@@ -41,6 +42,14 @@ func TestDeadNodeMembersLeave(t *testing.T) {
 	w.join("room")
 	w2.join("other")
 	time.Sleep(2500 * time.Millisecond) // the rosters go round once a second
+
+	// A node that joins now, after the deltas went round, asks for the
+	// rosters whole; it has the lowest name, so it is the one to announce.
+	late := startTestNode(t, "n0", []string{nodes[0].broker.ClusterURL()})
+	for _, n := range append(nodes, late) {
+		awaitNodes(t, n, 4)
+	}
+	time.Sleep(3 * time.Second) // asked within a second, answered the next
 
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,7 +47,8 @@ type Node struct {
 	streams     sync.WaitGroup
 	stopStreams chan struct{}
 	stopOnce    sync.Once
-	rosters     rosters // the other nodes' (roster.go)
+	rosters     rosters     // the other nodes' (roster.go)
+	wantFull    atomic.Bool // another node asked for this node's whole roster
 
 	apiRequests *prometheus.CounterVec
 	storedMu    sync.Mutex
@@ -99,7 +101,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		log = cfg.Logger(os.Stderr)
 	}
 	n := &Node{cfg: cfg, log: log, stopStreams: make(chan struct{}),
-		rosters: rosters{byNode: map[string]*remoteRoster{}, assembly: map[string]*remoteRoster{}}}
+		rosters: newRosters()}
 	cfg.NATS.Logger = log.With("component", "broker")
 	cfg.Session.Logger = log.With("component", "session")
 	cfg.Gateway.Logger = log.With("component", "gateway")
@@ -210,7 +212,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.streams.Add(1)
 		go n.keepStreams()
 	}
-	if _, err := n.broker.Conn().Subscribe(n.rosterSubject(), n.onRoster); err != nil {
+	if err := n.subscribeRosters(); err != nil {
 		n.stopBackground()
 		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("rosters: %w", err)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"hash/fnv"
 	"sort"
 	"sync"
 	"time"
@@ -15,44 +14,64 @@ import (
 
 // Rosters: a dead node's members leave (issue 14). A node killed outright
 // tells nobody that its connections are gone, so every node keeps the
-// others' rosters (each connection's user and channels), which each node
-// publishes on <prefix>.cluster.roster, a subject of the nodes' own:
-// whenever it changed, at most every rosterEvery, and in any case every
-// rosterRefresh for nodes that joined since; a node alone publishes
-// nothing, and the whole roster as soon as another node appears. When a
-// node's beats stop (the
-// cluster view drops it after three missed heartbeats), or it comes back
-// as a new instance, the live node with the lowest name makes its members
-// leave: "left" control frames where the rules announce, leave and
-// disconnect events, once. A node that shuts down publishes an empty
-// roster first: its clients left the usual way.
+// others' rosters (each connection's user and channels). A node publishes
+// on <prefix>.cluster.roster, a subject of the nodes' own, what changed in
+// its roster at most every rosterEvery (a delta, numbered), its whole
+// roster when another node asks for it on <prefix>.cluster.roster.want (a
+// node it has no roster of, or a delta that does not follow the one it
+// holds), and every rosterCheck its last number alone, so that a lost
+// delta is noticed. A node alone publishes nothing.
 //
-// A roster is as old as its last publication: members that joined within
+// When a node's beats stop (the cluster view drops it after three missed
+// heartbeats), or it comes back as a new instance, the live node with the
+// lowest name makes its members leave: "left" control frames where the
+// rules announce, leave and disconnect events, once. A node that shuts
+// down publishes an empty roster first: its clients left the usual way.
+//
+// A roster is as old as its last delta: members that joined within
 // rosterEvery of a node's death are not announced as leaving.
 
 const (
-	rosterEvery   = time.Second
-	rosterRefresh = 10 * time.Second
-	// rosterPart bounds the connections of one message; a roster is sent
-	// in as many parts as it takes.
+	rosterEvery = time.Second
+	rosterCheck = 10 * time.Second
+	// rosterWantEvery spaces out the asks for one node's roster.
+	rosterWantEvery = 2 * time.Second
+	// rosterPart bounds the connections of one message; a roster or a
+	// delta is sent in as many messages as it takes.
 	rosterPart = 2000
 )
 
-// rosterMsg is one part of a node's roster.
+// Kinds of roster messages.
+const (
+	rosterFull  = "full"  // one part of the whole roster, numbered Gen
+	rosterDelta = "delta" // changes since Gen-1
+	rosterGen   = "gen"   // the sender's last Gen, nothing else
+)
+
+// rosterMsg is one roster message of a node.
 type rosterMsg struct {
 	Node     string                    `json:"node"`
 	Instance string                    `json:"instance"`
+	Kind     string                    `json:"kind"`
 	Gen      uint64                    `json:"gen"`
-	Part     int                       `json:"part"`
-	Parts    int                       `json:"parts"`
-	Conns    map[string]session.Member `json:"conns"`
+	Part     int                       `json:"part,omitempty"`
+	Parts    int                       `json:"parts,omitempty"`
+	Conns    map[string]session.Member `json:"conns,omitempty"`
+	Gone     []string                  `json:"gone,omitempty"`
 }
 
-// rosters are the other nodes' rosters, as last received whole.
+// rosterWant asks Node for its whole roster.
+type rosterWant struct {
+	Node string `json:"node"`
+}
+
+// rosters are the other nodes' rosters.
 type rosters struct {
 	mu       sync.Mutex
 	byNode   map[string]*remoteRoster // guarded by mu
-	assembly map[string]*remoteRoster // guarded by mu; rosters arriving in parts
+	assembly map[string]*remoteRoster // guarded by mu; whole rosters arriving in parts
+	orphans  []deadRoster             // guarded by mu; rosters of instances replaced by a new one
+	wanted   map[string]time.Time     // guarded by mu; when a node's roster was last asked for
 }
 
 type remoteRoster struct {
@@ -67,9 +86,50 @@ type remoteRoster struct {
 	seenLive bool
 }
 
-func (r *rosters) receive(m rosterMsg) {
+type deadRoster struct {
+	name string
+	r    *remoteRoster
+}
+
+func newRosters() rosters {
+	return rosters{byNode: map[string]*remoteRoster{}, assembly: map[string]*remoteRoster{}, wanted: map[string]time.Time{}}
+}
+
+// receive takes one message; it reports whether the sender's whole roster
+// should be asked for (a delta or a number that does not follow what is
+// held).
+func (r *rosters) receive(m rosterMsg) (want bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	held := r.byNode[m.Node]
+	if held != nil && held.instance != m.Instance {
+		// The node came back as a new instance: the old one's members
+		// are gone, whether or not the cluster view saw it go.
+		if held.seenLive {
+			r.orphans = append(r.orphans, deadRoster{m.Node, held})
+		}
+		delete(r.byNode, m.Node)
+		held = nil
+	}
+	switch m.Kind {
+	case rosterDelta:
+		if held == nil || held.gen+1 != m.Gen {
+			return true
+		}
+		for id, mem := range m.Conns {
+			held.conns[id] = mem
+		}
+		for _, id := range m.Gone {
+			delete(held.conns, id)
+		}
+		held.gen = m.Gen
+		return false
+	case rosterGen:
+		return held == nil || held.gen != m.Gen
+	case rosterFull:
+	default:
+		return false
+	}
 	key := m.Node + "/" + m.Instance
 	a := r.assembly[key]
 	if a == nil || a.gen != m.Gen {
@@ -80,17 +140,29 @@ func (r *rosters) receive(m rosterMsg) {
 		a.conns[id] = mem
 	}
 	if a.got++; a.got < a.parts {
-		return
+		return false
 	}
 	delete(r.assembly, key)
-	old := r.byNode[m.Node]
-	if old != nil && old.instance == m.Instance {
-		if old.gen > m.Gen {
-			return // an older generation, late
+	if held != nil {
+		if held.gen > m.Gen {
+			return false // an older roster, late
 		}
-		a.seenLive = old.seenLive
+		a.seenLive = held.seenLive
 	}
 	r.byNode[m.Node] = a
+	return false
+}
+
+// shouldWant reports whether node's roster may be asked for now, and
+// notes that it is.
+func (r *rosters) shouldWant(node string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.wanted[node]) < rosterWantEvery {
+		return false
+	}
+	r.wanted[node] = now
+	return true
 }
 
 // runRoster publishes this node's roster and makes dead nodes' members
@@ -99,49 +171,87 @@ func (n *Node) runRoster(stop <-chan struct{}) {
 	defer n.streams.Done()
 	t := time.NewTicker(rosterEvery)
 	defer t.Stop()
-	var lastSum uint64
-	var lastSent time.Time
 	var gen uint64
+	var lastCheck time.Time
 	for {
 		select {
 		case <-stop:
 			// The hub has closed its clients, announcing them: an empty
 			// roster tells the others there is nothing left to announce.
-			n.publishRoster(nil, gen+1)
+			gen++
+			n.publishRoster(rosterFull, gen, nil, nil)
 			return
 		case <-t.C:
 		}
-		if len(n.broker.Nodes()) <= 1 {
-			// Alone: nobody to tell, and a node that joins gets the
-			// roster at once (lastSent is reset).
-			lastSent = time.Time{}
-		} else {
-			roster := n.hub.Roster()
-			if sum := rosterSum(roster); sum != lastSum || time.Since(lastSent) >= rosterRefresh {
+		changed, gone := n.hub.RosterChanges()
+		switch {
+		case len(n.broker.Nodes()) <= 1:
+			// Alone: nobody to tell. Changes dropped still count, so
+			// that a node that held this roster asks for it whole.
+			if len(changed)+len(gone) > 0 {
 				gen++
-				n.publishRoster(roster, gen)
-				lastSum, lastSent = sum, time.Now()
 			}
+			n.wantFull.Store(false)
+		case n.wantFull.Swap(false):
+			gen++
+			n.publishRoster(rosterFull, gen, n.hub.Roster(), nil)
+		case len(changed)+len(gone) > 0:
+			gen = n.publishDelta(gen, changed, gone)
+		case time.Since(lastCheck) >= rosterCheck:
+			n.publishRoster(rosterGen, gen, nil, nil)
+			lastCheck = time.Now()
 		}
 		n.departDead()
+		n.wantMissing()
 	}
 }
 
-// publishRoster publishes roster in parts.
-func (n *Node) publishRoster(roster map[string]session.Member, gen uint64) {
-	ids := make([]string, 0, len(roster))
-	for id := range roster {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	parts := max(1, (len(ids)+rosterPart-1)/rosterPart)
-	nc := n.broker.Conn()
-	for p := 0; p < parts; p++ {
-		m := rosterMsg{Node: n.cfg.Node, Instance: n.broker.Instance(), Gen: gen, Part: p, Parts: parts,
-			Conns: make(map[string]session.Member, rosterPart)}
-		for _, id := range ids[p*rosterPart : min(len(ids), (p+1)*rosterPart)] {
-			m.Conns[id] = roster[id]
+// publishDelta publishes changed and gone as deltas numbered from gen+1,
+// and returns the last number.
+func (n *Node) publishDelta(gen uint64, changed map[string]session.Member, gone []string) uint64 {
+	for len(changed) > 0 || len(gone) > 0 {
+		part := make(map[string]session.Member, min(len(changed), rosterPart))
+		for id, m := range changed {
+			if len(part) == rosterPart {
+				break
+			}
+			part[id] = m
+			delete(changed, id)
 		}
+		k := min(len(gone), rosterPart-len(part))
+		gen++
+		n.publishRoster(rosterDelta, gen, part, gone[:k])
+		gone = gone[k:]
+	}
+	return gen
+}
+
+// publishRoster publishes one message of kind, or a whole roster in parts.
+func (n *Node) publishRoster(kind string, gen uint64, conns map[string]session.Member, gone []string) {
+	base := rosterMsg{Node: n.cfg.Node, Instance: n.broker.Instance(), Kind: kind, Gen: gen}
+	msgs := []rosterMsg{base}
+	if kind == rosterFull {
+		ids := make([]string, 0, len(conns))
+		for id := range conns {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		parts := max(1, (len(ids)+rosterPart-1)/rosterPart)
+		msgs = msgs[:0]
+		for p := 0; p < parts; p++ {
+			m := base
+			m.Part, m.Parts = p, parts
+			m.Conns = make(map[string]session.Member, rosterPart)
+			for _, id := range ids[p*rosterPart : min(len(ids), (p+1)*rosterPart)] {
+				m.Conns[id] = conns[id]
+			}
+			msgs = append(msgs, m)
+		}
+	} else {
+		msgs[0].Conns, msgs[0].Gone = conns, gone
+	}
+	nc := n.broker.Conn()
+	for _, m := range msgs {
 		b, err := json.Marshal(m)
 		if err == nil {
 			err = nc.Publish(n.rosterSubject(), b)
@@ -155,13 +265,61 @@ func (n *Node) publishRoster(roster map[string]session.Member, gen uint64) {
 
 func (n *Node) rosterSubject() string { return n.broker.Subjects().Prefix + ".cluster.roster" }
 
-// onRoster takes another node's roster part.
+func (n *Node) rosterWantSubject() string {
+	return n.broker.Subjects().Prefix + ".cluster.roster.want"
+}
+
+// onRoster takes another node's roster message.
 func (n *Node) onRoster(msg *nats.Msg) {
 	var m rosterMsg
-	if err := json.Unmarshal(msg.Data, &m); err != nil || m.Node == "" || m.Node == n.cfg.Node || m.Parts < 1 {
+	if err := json.Unmarshal(msg.Data, &m); err != nil || m.Node == "" || m.Node == n.cfg.Node {
 		return
 	}
-	n.rosters.receive(m)
+	if m.Kind == rosterFull && m.Parts < 1 {
+		return
+	}
+	if n.rosters.receive(m) {
+		n.wantRoster(m.Node)
+	}
+}
+
+// onRosterWant answers a node that asks for this node's whole roster: the
+// next tick publishes it, once for every ask that came meanwhile.
+func (n *Node) onRosterWant(msg *nats.Msg) {
+	var w rosterWant
+	if json.Unmarshal(msg.Data, &w) == nil && w.Node == n.cfg.Node {
+		n.wantFull.Store(true)
+	}
+}
+
+// wantRoster asks node for its whole roster, unless it was asked lately.
+func (n *Node) wantRoster(node string) {
+	if !n.rosters.shouldWant(node, time.Now()) {
+		return
+	}
+	b, _ := json.Marshal(rosterWant{Node: node})
+	if err := n.broker.Conn().Publish(n.rosterWantSubject(), b); err != nil {
+		n.log.Warn("roster not asked for", "node", node, "err", err)
+	}
+}
+
+// wantMissing asks the live nodes whose roster this node does not hold
+// (new nodes, and nodes whose roster was lost) for it.
+func (n *Node) wantMissing() {
+	var missing []string
+	n.rosters.mu.Lock()
+	for _, node := range n.broker.Nodes() {
+		if node.Name == n.cfg.Node {
+			continue
+		}
+		if r := n.rosters.byNode[node.Name]; r == nil || (node.Instance != "" && node.Instance != r.instance) {
+			missing = append(missing, node.Name)
+		}
+	}
+	n.rosters.mu.Unlock()
+	for _, node := range missing {
+		n.wantRoster(node)
+	}
 }
 
 // departDead makes the members of the nodes that are no longer live (or
@@ -175,10 +333,8 @@ func (n *Node) departDead() {
 		lowest = min(lowest, node.Name)
 	}
 	n.rosters.mu.Lock()
-	var dead []struct {
-		name string
-		r    *remoteRoster
-	}
+	dead := n.rosters.orphans
+	n.rosters.orphans = nil
 	for name, r := range n.rosters.byNode {
 		if l, ok := live[name]; ok && (l.Instance == "" || l.Instance == r.instance) {
 			r.seenLive = true
@@ -187,10 +343,7 @@ func (n *Node) departDead() {
 		if !r.seenLive {
 			continue // not seen live yet: its first beat may be on its way
 		}
-		dead = append(dead, struct {
-			name string
-			r    *remoteRoster
-		}{name, r})
+		dead = append(dead, deadRoster{name, r})
 		delete(n.rosters.byNode, name)
 	}
 	n.rosters.mu.Unlock()
@@ -207,19 +360,11 @@ func (n *Node) departDead() {
 	}
 }
 
-// rosterSum is a digest of roster, to publish it only when it changed.
-func rosterSum(roster map[string]session.Member) uint64 {
-	var sum uint64
-	for id, m := range roster {
-		h := fnv.New64a()
-		h.Write([]byte(id))
-		h.Write([]byte{0})
-		h.Write([]byte(m.User))
-		for _, c := range m.Channels {
-			h.Write([]byte{0})
-			h.Write([]byte(c))
-		}
-		sum ^= h.Sum64() // order-free
+func (n *Node) subscribeRosters() error {
+	nc := n.broker.Conn()
+	if _, err := nc.Subscribe(n.rosterSubject(), n.onRoster); err != nil {
+		return err
 	}
-	return sum ^ uint64(len(roster))
+	_, err := nc.Subscribe(n.rosterWantSubject(), n.onRosterWant)
+	return err
 }

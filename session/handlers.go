@@ -180,6 +180,7 @@ func (h *Hub) joinAs(c *Conn, f *Frame, byServer bool) bool {
 	c.mu.Lock()
 	c.channels = append(c.channels, ch)
 	c.mu.Unlock()
+	h.roster.touch(c.id)
 
 	switch {
 	case stored: // answered with the replay
@@ -294,6 +295,7 @@ func (h *Hub) leave(c *Conn, f *Frame) {
 	}
 	c.mu.Unlock()
 	if ch != nil {
+		h.roster.touch(c.id)
 		h.part(c, ch)
 	}
 	c.out.send(textFrame(encodeAnswer("left", name, f.ID)), 1)

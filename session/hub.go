@@ -40,6 +40,7 @@ type Hub struct {
 	live     atomic.Int64
 	requests atomic.Int64
 	stats    counters
+	roster   rosterLog // what changed for the cluster's rosters (roster.go)
 
 	pool     chan *Conn // idle pool workers wait here for a connection with frames
 	poolOnce sync.Once
@@ -123,6 +124,7 @@ func (h *Hub) Connect(t Transport, id Identity, remote netip.Addr) (*Conn, error
 		return nil, ErrDraining
 	}
 	h.conns[c.id] = c
+	h.roster.touch(c.id)
 	h.live.Add(1) // under mu, with draining false: Shutdown waits for it
 	if c.userSet {
 		h.indexUser(c, c.user)

@@ -35,6 +35,7 @@ func (h *Hub) disconnect(c *Conn, reason error) {
 	h.limits.release(key, b, h.now())
 	h.mu.Lock()
 	delete(h.conns, c.id)
+	h.roster.touch(c.id)
 	if named {
 		h.unindexUser(c, user)
 	}

@@ -194,39 +194,6 @@ func (h *Hub) presence(c *Conn, f *Frame) {
 	h.stats.presence.Add(1)
 }
 
-// Member is one connection of this node as the cluster's rosters keep it:
-// who it is and the channels it is in, so that, should the node die, a
-// surviving node can make it leave them.
-type Member struct {
-	User     string   `json:"u"`
-	Remote   string   `json:"r,omitempty"`
-	Channels []string `json:"c,omitempty"`
-}
-
-// Roster is every connection of this node, by id.
-func (h *Hub) Roster() map[string]Member {
-	h.mu.RLock()
-	conns := make([]*Conn, 0, len(h.conns))
-	for _, c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.RUnlock()
-	out := make(map[string]Member, len(conns))
-	for _, c := range conns {
-		m := Member{User: c.User(), Remote: c.remoteString()}
-		c.mu.Lock()
-		for _, ch := range c.channels {
-			m.Channels = append(m.Channels, ch.name)
-		}
-		gone := c.gone
-		c.mu.Unlock()
-		if !gone {
-			out[c.id] = m
-		}
-	}
-	return out
-}
-
 // DepartDead does, for conn of node, a node that died, what its node
 // would have done had it closed the connection: the channels' remaining
 // members are told it left (where the rules announce), and backends get
