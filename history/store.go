@@ -364,7 +364,7 @@ func (s *Store) Since(ctx context.Context, channel string, from, upTo uint64, li
 		if batch == 0 {
 			break
 		}
-		msgs, more, err := s.batch(ctx, r, channel, from, batch)
+		msgs, pending, err := s.batch(ctx, r, channel, from, batch)
 		if err != nil {
 			return nil, err
 		}
@@ -376,7 +376,7 @@ func (s *Store) Since(ctx context.Context, channel string, from, upTo uint64, li
 			from = m.Seq + 1
 		}
 		switch {
-		case len(msgs) > 0 && (more || upTo != 0):
+		case len(msgs) > 0 && (pending > 0 || upTo != 0):
 			continue
 		case len(msgs) > 0 || upTo == 0:
 			return out, nil
@@ -396,6 +396,71 @@ func (s *Store) Since(ctx context.Context, channel string, from, upTo uint64, li
 	return out, nil
 }
 
+// Tail returns channel's last n stored messages up to seq upTo, oldest
+// first. It reads about n messages, not the channel's whole history: a
+// stream's sequence is shared by the channels of its rule, so it counts
+// (a one-message batch answers how many of the channel's messages are
+// stored from a seq on) to find, going back from upTo in doubling steps
+// and then halving them, a seq from which at most 2n are stored.
+func (s *Store) Tail(ctx context.Context, channel string, n int, upTo uint64) ([]Message, error) {
+	r := s.ruleOf(channel)
+	if r == nil {
+		return nil, fmt.Errorf("history: channel %q keeps no history", channel)
+	}
+	if n <= 0 || upTo == 0 {
+		return nil, nil
+	}
+	count := func(from uint64) (uint64, error) {
+		msgs, pending, err := s.batch(ctx, r, channel, from, 1)
+		return uint64(len(msgs)) + pending, err
+	}
+	// Counts run to the stream's end: those stored past upTo meanwhile
+	// are counted too.
+	after, err := count(upTo + 1)
+	if err != nil {
+		return nil, err
+	}
+	want := uint64(n) + after
+	// lo: a seq from which cLo >= want are stored (or 1); hi: one from
+	// which fewer are.
+	lo, hi, cLo := uint64(0), upTo+1, uint64(0)
+	for span := uint64(n); span < upTo && lo == 0; span *= 2 {
+		from := upTo + 1 - span
+		c, err := count(from)
+		if err != nil {
+			return nil, err
+		}
+		if c >= want {
+			lo, cLo = from, c
+		} else {
+			hi = from
+		}
+	}
+	if lo == 0 {
+		lo = 1
+		if cLo, err = count(1); err != nil {
+			return nil, err
+		}
+	}
+	for hi-lo > 1 && cLo > want+uint64(n) { // reading from lo would read over 2n
+		mid := lo + (hi-lo)/2
+		c, err := count(mid)
+		if err != nil {
+			return nil, err
+		}
+		if c >= want {
+			lo, cLo = mid, c
+		} else {
+			hi = mid
+		}
+	}
+	msgs, err := s.Since(ctx, channel, lo, upTo, 0)
+	if err != nil {
+		return nil, err
+	}
+	return msgs[max(0, len(msgs)-n):], nil
+}
+
 // A replica behind the leader is asked again every lagRetry, at most
 // maxLagRetries times: a replica just added catches up in the background.
 const (
@@ -404,8 +469,8 @@ const (
 )
 
 // batch is one direct get batch of channel's messages from seq from on,
-// and whether more are stored after them.
-func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, bool, error) {
+// and how many more are stored after them.
+func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, uint64, error) {
 	req, _ := json.Marshal(struct {
 		Seq        uint64 `json:"seq"`
 		NextBySubj string `json:"next_by_subj"`
@@ -414,33 +479,33 @@ func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from
 	inbox := s.nc.NewInbox()
 	sub, err := s.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+s.StreamName(r), inbox, req); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	var out []Message
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
 		case "204": // end of batch
 			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			return out, pending > 0, nil
+			return out, pending, nil
 		case "404": // nothing from seq from on
-			return out, false, nil
+			return out, 0, nil
 		case "503":
-			return nil, false, ErrUnavailable
+			return nil, 0, ErrUnavailable
 		default:
-			return nil, false, fmt.Errorf("history: read %q: status %s %s", channel, status, m.Header.Get("Description"))
+			return nil, 0, fmt.Errorf("history: read %q: status %s %s", channel, status, m.Header.Get("Description"))
 		}
 		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 		if err != nil {
-			return nil, false, fmt.Errorf("history: read %q: a message without its sequence", channel)
+			return nil, 0, fmt.Errorf("history: read %q: a message without its sequence", channel)
 		}
 		out = append(out, Message{Seq: seq, Data: m.Data})
 	}

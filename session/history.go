@@ -34,6 +34,9 @@ type HistoryStore interface {
 	// bound), oldest first, at most limit (0: no limit). A replica that
 	// lags the leader may answer: it may lack the oldest.
 	Since(ctx context.Context, channel string, from, upTo uint64, limit int) ([]Stored, error)
+	// Tail returns the channel's last n stored messages up to seq upTo,
+	// oldest first, reading about n of them.
+	Tail(ctx context.Context, channel string, n int, upTo uint64) ([]Stored, error)
 	// Has reports whether message seq of the channel is stored, as the
 	// leader has it.
 	Has(ctx context.Context, channel string, seq uint64) (bool, error)
@@ -89,11 +92,11 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 		replay = msgs
 	case RecoverHistory:
 		if k := min(f.History, uint64(ch.rule.History)); k > 0 && last > 0 {
-			msgs, err := h.store.Since(ctx, ch.name, 1, last, 0)
+			msgs, err := h.store.Tail(ctx, ch.name, int(k), last)
 			if err != nil {
 				return h.storeError(ch.name, err)
 			}
-			replay = msgs[max(0, len(msgs)-int(k)):]
+			replay = msgs
 		}
 	}
 	if f.Recover == RecoverSince {
@@ -149,10 +152,15 @@ func encodeJoinedRecovered(channel string, id json.RawMessage) []byte {
 }
 
 // spliceSeq is payload with "seq":seq added first, if it is a JSON object;
-// any other payload, as it is.
+// other payloads are delivered as they are (PROTOCOL.md §6). A payload's
+// own top-level "seq" is dropped: the store's is the one a client resumes
+// from, and with two a JSON parser takes the last.
 func spliceSeq(payload []byte, seq uint64) []byte {
 	if len(payload) < 2 || payload[0] != '{' || !json.Valid(payload) {
 		return payload
+	}
+	if bytes.Contains(payload, []byte(`"seq"`)) || bytes.Contains(payload, []byte(`\u`)) {
+		payload = dropMember(payload, "seq")
 	}
 	b := make([]byte, 0, len(payload)+24)
 	b = strconv.AppendUint(append(b, `{"seq":`...), seq, 10)
@@ -160,6 +168,48 @@ func spliceSeq(payload []byte, seq uint64) []byte {
 		b = append(b, ',')
 	}
 	return append(b, payload[1:]...)
+}
+
+// dropMember is obj, a valid JSON object, without its members named key
+// (however the name is escaped).
+func dropMember(obj []byte, key string) []byte {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // {
+		return obj
+	}
+	var out []byte
+	start := dec.InputOffset() // where the next member's bytes begin (a comma before all but the first)
+	kept := 0
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return obj
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return obj
+		}
+		end := dec.InputOffset()
+		switch {
+		case name == key:
+			if out == nil {
+				out = append(make([]byte, 0, len(obj)), obj[:start]...) // { and the members before
+			}
+		case out != nil:
+			if kept > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, bytes.TrimLeft(obj[start:end], " \t\r\n,")...)
+			kept++
+		default:
+			kept++
+		}
+		start = end
+	}
+	if out == nil {
+		return obj
+	}
+	return append(out, '}')
 }
 
 // frameSeq is the seq spliced into a server frame's payload, false when it

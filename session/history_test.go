@@ -59,6 +59,11 @@ func (s *memStore) Since(_ context.Context, channel string, from, upTo uint64, l
 	return out, nil
 }
 
+func (s *memStore) Tail(ctx context.Context, channel string, n int, upTo uint64) ([]Stored, error) {
+	all, err := s.Since(ctx, channel, 1, upTo, 0)
+	return all[max(0, len(all)-n):], err
+}
+
 func (s *memStore) Has(ctx context.Context, channel string, seq uint64) (bool, error) {
 	got, _ := s.Since(ctx, channel, seq, seq, 1)
 	return len(got) == 1, nil

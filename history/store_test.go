@@ -1,0 +1,124 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/pushgrid/pushgrid/session"
+)
+
+// startStore starts a NATS server with JetStream on loopback and a store
+// of rules on it, its streams created.
+func startStore(t *testing.T, rules ...session.Rule) (*Store, *nats.Conn) {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(5 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := New("push", rules, Config{Store: StoreMemory}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(nc); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Ensure(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return s, nc
+}
+
+// TestTail: the last n messages of a channel, whether its messages are
+// dense or sparse in the stream's sequence, and n below, at and above
+// what is stored; reading about n of them, not the channel's history.
+func TestTail(t *testing.T) {
+	s, nc := startStore(t, session.Rule{Pattern: session.MustPattern("h.>"), History: 10000, HistoryTTL: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// h.dense gets 49 of every 50 messages, h.sparse one; 5,000 in all.
+	for i := 0; i < 5000; i++ {
+		ch := "h.dense"
+		if i%50 == 7 {
+			ch = "h.sparse"
+		}
+		if _, err := s.Publish(ctx, ch, []byte(fmt.Sprint(i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every message the store reads comes to an inbox of nc.
+	spy, err := nats.Connect(nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	var read atomic.Int64
+	if _, err := spy.Subscribe("_INBOX.>", func(*nats.Msg) { read.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"h.dense", "h.sparse"} {
+		last, err := s.Last(ctx, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.Since(ctx, ch, 1, last, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{1, 3, 10, 99, 100, len(all) - 1, len(all), len(all) + 5} {
+			_ = spy.Flush()
+			before := read.Load()
+			got, err := s.Tail(ctx, ch, n, last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = spy.Flush()
+			want := all[max(0, len(all)-n):]
+			if len(got) != len(want) || len(got) > 0 && (got[0].Seq != want[0].Seq || got[len(got)-1].Seq != last) {
+				t.Fatalf("%s: Tail(%d): %d messages from %v, want %d from %v", ch, n, len(got), seqs(got), len(want), seqs(want))
+			}
+			// Each count reads one message and an end of batch; the
+			// doubling and halving steps are at most 2 log2(5000).
+			if r := read.Load() - before; r > int64(2*n+100) && r > int64(len(all)/2) {
+				t.Errorf("%s: Tail(%d) read %d messages", ch, n, r)
+			}
+		}
+	}
+	if got, err := s.Tail(ctx, "h.none", 5, 100); err != nil || len(got) != 0 {
+		t.Fatalf("a channel with nothing stored: %v %v", got, err)
+	}
+	if _, err := s.Tail(ctx, "other", 5, 100); err == nil {
+		t.Fatal("a channel without history: no error")
+	}
+}
+
+func seqs(msgs []Message) []uint64 {
+	var out []uint64
+	for _, m := range msgs {
+		out = append(out, m.Seq)
+	}
+	if len(out) > 6 {
+		out = append(out[:3], out[len(out)-3:]...)
+	}
+	return out
+}
