@@ -172,7 +172,7 @@ func TestHistoryOneNode(t *testing.T) {
 
 // TestHistoryReplayUnderLoad: joins with since while messages keep coming
 // get every message after since exactly once, in order: the replay, then
-// live, with no gap and no duplicate.
+// live, with no gap and no duplicate. Then payloads that are not objects.
 func TestHistoryReplayUnderLoad(t *testing.T) {
 	nodes := startCluster(t, 3, "--config", writeConfig(t, historyConfig))
 	for _, n := range nodes {
@@ -215,6 +215,41 @@ func TestHistoryReplayUnderLoad(t *testing.T) {
 			}
 		}
 	}
+
+	// Payloads that are not JSON objects are stored and delivered as they
+	// came, live and replayed, with no seq; a payload's own seq gives way
+	// to the store's.
+	payloads := []string{`[1,2]`, `"text"`, `7`, `{"type":"news","seq":999,"n":1}`, `{"type":"news","n":2}`}
+	live := dial(t, nodes[2].ws, dialOpts{query: "?user=live"})
+	live.send(map[string]any{"type": "join", "channel": "hist.payloads", "id": 1})
+	live.answer(float64(1))
+	for _, p := range payloads {
+		if err := nc.Publish("push.chan.hist.payloads", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkPayloads := func(who string, c *wsClient) {
+		t.Helper()
+		var last uint64
+		for _, p := range payloads {
+			f := c.nextMatching("a payload", func(f frame) bool { return f[rawKey] != nil || f.str("type") == "news" })
+			if p[0] != '{' {
+				if f[rawKey] != p {
+					t.Fatalf("%s: got %v, want %s as it was published", who, f, p)
+				}
+				continue
+			}
+			if seq := seqOf(f); seq <= last || seq == 999 {
+				t.Fatalf("%s: %v after seq %d: want the store's seq, increasing", who, f, last)
+			}
+			last = seqOf(f)
+		}
+	}
+	checkPayloads("live", live)
+	replayed := dial(t, nodes[1].ws, dialOpts{query: "?user=replayed"})
+	replayed.send(map[string]any{"type": "join", "channel": "hist.payloads", "history": 10, "id": 2})
+	replayed.answer(float64(2))
+	checkPayloads("replayed", replayed)
 }
 
 // historyRulesConfig has a short history and a short TTL, and a channel
@@ -239,8 +274,7 @@ presence = false
 // TestHistoryRetention: a channel keeps its last history messages, so a
 // join since a message it dropped says recovered:false and replays what
 // is left; messages expire after history_ttl; presence = false is
-// forbidden. (Payloads that are not JSON objects, which carry no seq, are
-// session's tests: this client reads objects.)
+// forbidden.
 func TestHistoryRetention(t *testing.T) {
 	nodes := startCluster(t, 3, "--config", writeConfig(t, historyRulesConfig))
 	for _, n := range nodes {

@@ -165,3 +165,85 @@ func historyFailover(t *testing.T, killLeader bool) {
 	}
 	resumed.expectNone("news", 500*time.Millisecond)
 }
+
+// TestHistoryUnavailable: with two of a stream's three replicas killed
+// (SIGKILL), the stream has no leader and elects none: a join with since
+// waits up to 10 s, then answers the error unavailable; so does a plain
+// join of a history channel (its last seq cannot be read), and a durable
+// publish through the server API. A channel without history still works.
+func TestHistoryUnavailable(t *testing.T) {
+	cfg := writeConfig(t, historyConfig)
+	n1 := startTestNode(t, "n1", nil, "--config", cfg)
+	k2 := startProcess(t, "k2", []string{n1.broker.ClusterURL()}, "--config", cfg)
+	k3 := startProcess(t, "k3", []string{n1.broker.ClusterURL()}, "--config", cfg)
+	awaitNodes(t, n1, 3)
+	awaitHistory(t, n1, 3)
+	nc := natsConnect(t, n1.nats)
+	if seq := apiCall(t, nc, "publish", map[string]any{"channel": "hist.u", "data": map[string]any{"type": "news", "n": 1}, "id": "u1"})["seq"]; seq == nil {
+		t.Fatalf("publish before the kill: no seq")
+	}
+	js, err := jetstream.New(n1.broker.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stream, err := js.StreamNameBySubject(ctx, "push.chan.hist.u")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*procNode{k2, k3} {
+		if err := k.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = k.wait(t, 5*time.Second)
+	}
+	// n1's replica may lead on for a while; once it sees no majority it
+	// steps down, and the stream answers no one.
+	checkFor(t, 30*time.Second, 500*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil
+		}
+		if info, err := st.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+			return fmt.Errorf("stream %s still led by %s", stream, info.Cluster.Leader)
+		}
+		return nil
+	})
+
+	// All three at once: each waits out its 10 s.
+	published := make(chan map[string]any, 1)
+	go func() {
+		body, _ := json.Marshal(map[string]any{"channel": "hist.u", "data": 2, "id": "u2"})
+		var out map[string]any
+		if m, err := nc.Request("push.api.publish", body, 20*time.Second); err != nil {
+			out = map[string]any{"request": err.Error()}
+		} else if err := json.Unmarshal(m.Data, &out); err != nil {
+			out = map[string]any{"answer": string(m.Data)}
+		}
+		published <- out
+	}()
+	// A connection's frames are handled in order: one client each.
+	c, c2 := dial(t, n1.ws, dialOpts{query: "?user=u"}), dial(t, n1.ws, dialOpts{query: "?user=u2"})
+	start := time.Now()
+	c.send(map[string]any{"type": "join", "channel": "hist.u", "since": 1, "id": "since"})
+	c2.send(map[string]any{"type": "join", "channel": "hist.u", "id": "plain"})
+	for id, c := range map[string]*wsClient{"since": c, "plain": c2} {
+		f := c.nextMatchingWithin(20*time.Second, "the answer to join "+id, func(f frame) bool { return f["id"] == id })
+		t.Logf("join %s answered %v after %v", id, f, time.Since(start).Round(100*time.Millisecond))
+		if f.str("type") != "error" || f.str("code") != "unavailable" {
+			t.Fatalf("join %s on a leaderless stream: %v, want error unavailable", id, f)
+		}
+	}
+	if got := <-published; got["error"] == nil {
+		t.Fatalf("durable publish on a leaderless stream: %v, want an error", got)
+	} else {
+		t.Logf("durable publish: %v", got)
+	}
+	c.send(map[string]any{"type": "join", "channel": "plain.u", "id": "other"})
+	if f := c.answer("other"); f.str("type") != "joined" {
+		t.Fatalf("a channel without history: %v", f)
+	}
+}
