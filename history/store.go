@@ -163,23 +163,40 @@ func republishPattern(pattern string) string {
 	return strings.Join(tokens, ".")
 }
 
-// Ensure creates or updates every rule's stream with replicas replicas.
+// Ensure creates every rule's stream with replicas replicas, or raises an
+// existing stream's to replicas; it never lowers them (a node that starts
+// sees only itself at first, and a stream of a cluster keeps its replicas
+// when nodes come and go: a dead node may come back).
 func (s *Store) Ensure(ctx context.Context, replicas int) error {
 	var errs []error
+	lowest := 0
 	for i := range s.rules {
 		r := &s.rules[i]
 		if r.History == 0 {
 			continue
 		}
-		if _, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig(r, replicas)); err != nil {
+		cfg := s.streamConfig(r, replicas)
+		st, err := s.js.Stream(ctx, cfg.Name)
+		switch {
+		case err == nil:
+			cfg.Replicas = max(cfg.Replicas, st.CachedInfo().Config.Replicas)
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
 			errs = append(errs, fmt.Errorf("history stream for channels %s: %w", r.Pattern, err))
+			continue
+		}
+		if _, err := s.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("history stream for channels %s: %w", r.Pattern, err))
+			continue
+		}
+		if lowest == 0 || cfg.Replicas < lowest {
+			lowest = cfg.Replicas
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.replicas = replicas
+	s.replicas = max(replicas, lowest)
 	s.mu.Unlock()
 	return nil
 }
@@ -217,24 +234,48 @@ func (s *Store) StoredTotal(ctx context.Context) (uint64, error) {
 }
 
 // Publish stores payload in channel's history and returns its seq; with
-// id, a retry of the same id within the duplicate window (2 minutes, or
-// history_ttl if shorter) is stored once.
+// id, a retry of the same id on the same channel within the duplicate
+// window (2 minutes, or history_ttl if shorter) is stored once. It tries
+// again every so often until ctx ends while the stream does not answer
+// (an attempt whose leader died holding it gets no ack: the next, with
+// the same id, is stored once).
 func (s *Store) Publish(ctx context.Context, channel string, payload []byte, id string) (uint64, error) {
 	if s.ruleOf(channel) == nil {
 		return 0, fmt.Errorf("history: channel %q keeps no history", channel)
 	}
 	var opts []jetstream.PublishOpt
 	if id != "" {
-		opts = append(opts, jetstream.WithMsgID(id))
+		// JetStream deduplicates across the stream, every channel of
+		// the rule: an id is the backend's per channel.
+		opts = append(opts, jetstream.WithMsgID(strconv.Itoa(len(channel))+":"+channel+":"+id))
 	}
-	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.prefix + ".chan." + channel, Data: payload}, opts...)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	msg := &nats.Msg{Subject: s.prefix + ".chan." + channel, Data: payload}
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		attempt, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := s.js.PublishMsg(attempt, msg, opts...)
+		cancel()
+		if err == nil {
+			return ack.Sequence, nil
 		}
-		return 0, err
+		if !retryable(err) {
+			return 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case <-time.After(wait):
+		}
 	}
-	return ack.Sequence, nil
+}
+
+// publishAttempt bounds one attempt to store a message.
+const publishAttempt = 2 * time.Second
+
+// retryable reports whether err is a stream that did not answer (no
+// leader, or none yet), not one that refused.
+func retryable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // Last is the seq of channel's newest stored message (0 when none), as
@@ -385,7 +426,12 @@ func (s *Store) Since(ctx context.Context, channel string, from, upTo uint64, li
 		// the replica that answered lags it. Ask again, briefly: message
 		// upTo may also have just expired.
 		if lagging++; lagging > maxLagRetries {
-			return out, nil
+			// Still short of upTo: fine if upTo itself has expired
+			// meanwhile (then so has all before it), else a gap.
+			if stored, err := s.Has(ctx, channel, upTo); err == nil && !stored {
+				return out, nil
+			}
+			return nil, fmt.Errorf("%w: the replicas lag behind seq %d of %q", ErrUnavailable, upTo, channel)
 		}
 		select {
 		case <-ctx.Done():
@@ -457,6 +503,16 @@ func (s *Store) Tail(ctx context.Context, channel string, n int, upTo uint64) ([
 	msgs, err := s.Since(ctx, channel, lo, upTo, 0)
 	if err != nil {
 		return nil, err
+	}
+	// Messages stored meanwhile made the counts too high: read further
+	// back, in doubling steps, until there are n.
+	for step := upTo + 1 - lo; len(msgs) < n && lo > 1; step *= 2 {
+		from := lo - min(step, lo-1)
+		older, err := s.Since(ctx, channel, from, lo-1, 0)
+		if err != nil {
+			return nil, err
+		}
+		msgs, lo = append(older, msgs...), from
 	}
 	return msgs[max(0, len(msgs)-n):], nil
 }

@@ -122,3 +122,26 @@ func seqs(msgs []Message) []uint64 {
 	}
 	return out
 }
+
+// TestPublishIDPerChannel: an id is stored once per channel: a retry is
+// the same message, the same id on another channel of the rule another.
+func TestPublishIDPerChannel(t *testing.T) {
+	s, _ := startStore(t, session.Rule{Pattern: session.MustPattern("h.>"), History: 10, HistoryTTL: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := s.Publish(ctx, "h.a", []byte(`1`), "ev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Publish(ctx, "h.a", []byte(`1`), "ev-1")
+	if err != nil || again != a {
+		t.Fatalf("retry: seq %d (%v), want %d", again, err, a)
+	}
+	b, err := s.Publish(ctx, "h.b", []byte(`1`), "ev-1")
+	if err != nil || b == a {
+		t.Fatalf("the same id on another channel: seq %d (%v), first %d", b, err, a)
+	}
+	if got, _ := s.Since(ctx, "h.b", 1, 0, 0); len(got) != 1 {
+		t.Fatalf("h.b holds %d messages, want 1", len(got))
+	}
+}

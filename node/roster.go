@@ -36,9 +36,11 @@ const (
 	rosterCheck = 10 * time.Second
 	// rosterWantEvery spaces out the asks for one node's roster.
 	rosterWantEvery = 2 * time.Second
-	// rosterPart bounds the connections of one message; a roster or a
-	// delta is sent in as many messages as it takes.
-	rosterPart = 2000
+	// rosterPartConns and rosterPartBytes bound the connections and the size of
+	// one message (NATS's is 1 MiB at most); a roster or a delta is sent in
+	// as many messages as it takes.
+	rosterPartConns = 2000
+	rosterPartBytes = 256 << 10
 )
 
 // Kinds of roster messages.
@@ -69,7 +71,7 @@ type rosterWant struct {
 type rosters struct {
 	mu       sync.Mutex
 	byNode   map[string]*remoteRoster // guarded by mu
-	assembly map[string]*remoteRoster // guarded by mu; whole rosters arriving in parts
+	assembly map[string]*remoteRoster // guarded by mu; whole rosters arriving in parts, by node
 	orphans  []deadRoster             // guarded by mu; rosters of instances replaced by a new one
 	wanted   map[string]time.Time     // guarded by mu; when a node's roster was last asked for
 }
@@ -130,9 +132,11 @@ func (r *rosters) receive(m rosterMsg) (want bool) {
 	default:
 		return false
 	}
-	key := m.Node + "/" + m.Instance
+	// One roster of a node is assembled at a time: the parts of an older
+	// one, or an older instance's, that never completed are dropped.
+	key := m.Node
 	a := r.assembly[key]
-	if a == nil || a.gen != m.Gen {
+	if a == nil || a.gen != m.Gen || a.instance != m.Instance {
 		a = &remoteRoster{instance: m.Instance, gen: m.Gen, parts: m.Parts, conns: make(map[string]session.Member)}
 		r.assembly[key] = a
 	}
@@ -209,19 +213,9 @@ func (n *Node) runRoster(stop <-chan struct{}) {
 // publishDelta publishes changed and gone as deltas numbered from gen+1,
 // and returns the last number.
 func (n *Node) publishDelta(gen uint64, changed map[string]session.Member, gone []string) uint64 {
-	for len(changed) > 0 || len(gone) > 0 {
-		part := make(map[string]session.Member, min(len(changed), rosterPart))
-		for id, m := range changed {
-			if len(part) == rosterPart {
-				break
-			}
-			part[id] = m
-			delete(changed, id)
-		}
-		k := min(len(gone), rosterPart-len(part))
+	for _, part := range splitRoster(changed, gone) {
 		gen++
-		n.publishRoster(rosterDelta, gen, part, gone[:k])
-		gone = gone[k:]
+		n.publishRoster(rosterDelta, gen, part.conns, part.gone)
 	}
 	return gen
 }
@@ -231,20 +225,11 @@ func (n *Node) publishRoster(kind string, gen uint64, conns map[string]session.M
 	base := rosterMsg{Node: n.cfg.Node, Instance: n.broker.Instance(), Kind: kind, Gen: gen}
 	msgs := []rosterMsg{base}
 	if kind == rosterFull {
-		ids := make([]string, 0, len(conns))
-		for id := range conns {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		parts := max(1, (len(ids)+rosterPart-1)/rosterPart)
+		parts := splitRoster(conns, nil)
 		msgs = msgs[:0]
-		for p := 0; p < parts; p++ {
+		for p, part := range parts {
 			m := base
-			m.Part, m.Parts = p, parts
-			m.Conns = make(map[string]session.Member, rosterPart)
-			for _, id := range ids[p*rosterPart : min(len(ids), (p+1)*rosterPart)] {
-				m.Conns[id] = conns[id]
-			}
+			m.Part, m.Parts, m.Conns = p, len(parts), part.conns
 			msgs = append(msgs, m)
 		}
 	} else {
@@ -261,6 +246,47 @@ func (n *Node) publishRoster(kind string, gen uint64, conns map[string]session.M
 			return
 		}
 	}
+}
+
+// rosterPart is one message's share of a roster or a delta.
+type rosterPart struct {
+	conns map[string]session.Member
+	gone  []string
+}
+
+// splitRoster cuts conns and gone into parts of at most rosterPartConns
+// connections and about rosterPartBytes of JSON each (a connection in
+// many channels is long), at least one part.
+func splitRoster(conns map[string]session.Member, gone []string) []rosterPart {
+	ids := make([]string, 0, len(conns))
+	for id := range conns {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	parts := []rosterPart{{conns: map[string]session.Member{}}}
+	size := 0
+	room := func(add int) *rosterPart {
+		p := &parts[len(parts)-1]
+		if len(p.conns)+len(p.gone) > 0 && (len(p.conns)+len(p.gone) >= rosterPartConns || size+add > rosterPartBytes) {
+			parts = append(parts, rosterPart{conns: map[string]session.Member{}})
+			p, size = &parts[len(parts)-1], 0
+		}
+		size += add
+		return p
+	}
+	for _, id := range ids {
+		m := conns[id]
+		add := len(id) + len(m.User) + len(m.Remote) + 16
+		for _, c := range m.Channels {
+			add += len(c) + 3
+		}
+		room(add).conns[id] = m
+	}
+	for _, id := range gone {
+		p := room(len(id) + 3)
+		p.gone = append(p.gone, id)
+	}
+	return parts
 }
 
 func (n *Node) rosterSubject() string { return n.broker.Subjects().Prefix + ".cluster.roster" }
@@ -323,14 +349,13 @@ func (n *Node) wantMissing() {
 }
 
 // departDead makes the members of the nodes that are no longer live (or
-// live as another instance) leave, if this node is the live node with the
-// lowest name; every node forgets those rosters.
+// live as another instance) leave, if this node is, of the live nodes
+// other than the dead one (which may be back as a new instance already),
+// the one with the lowest name; every node forgets those rosters.
 func (n *Node) departDead() {
 	live := map[string]broker.Node{}
-	lowest := n.cfg.Node
 	for _, node := range n.broker.Nodes() {
 		live[node.Name] = node
-		lowest = min(lowest, node.Name)
 	}
 	n.rosters.mu.Lock()
 	dead := n.rosters.orphans
@@ -347,10 +372,10 @@ func (n *Node) departDead() {
 		delete(n.rosters.byNode, name)
 	}
 	n.rosters.mu.Unlock()
-	if lowest != n.cfg.Node {
-		return
-	}
 	for _, d := range dead {
+		if announcer(live, d.name, n.cfg.Node) != n.cfg.Node {
+			continue
+		}
 		if len(d.r.conns) > 0 {
 			n.log.Info("a node is gone: its members leave", "node", d.name, "connections", len(d.r.conns))
 		}
@@ -358,6 +383,18 @@ func (n *Node) departDead() {
 			n.hub.DepartDead(d.name, id, m)
 		}
 	}
+}
+
+// announcer is the node that makes dead's members leave: the live node
+// with the lowest name other than dead; self is live.
+func announcer(live map[string]broker.Node, dead, self string) string {
+	lowest := self
+	for name := range live {
+		if name != dead && name < lowest {
+			lowest = name
+		}
+	}
+	return lowest
 }
 
 func (n *Node) subscribeRosters() error {

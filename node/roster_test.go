@@ -1,10 +1,13 @@
 package node
 
 import (
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/pushgrid/pushgrid/broker"
 	"github.com/pushgrid/pushgrid/session"
 )
 
@@ -81,5 +84,62 @@ func TestRosterWantSpaced(t *testing.T) {
 	}
 	if !r.shouldWant("a", now.Add(rosterWantEvery)) {
 		t.Fatal("a node not asked again")
+	}
+}
+
+// TestSplitRoster: parts hold at most rosterPartConns connections and
+// about rosterPartBytes of JSON, every connection and gone id once.
+func TestSplitRoster(t *testing.T) {
+	if parts := splitRoster(nil, nil); len(parts) != 1 || len(parts[0].conns) != 0 {
+		t.Fatalf("an empty roster: %d parts", len(parts))
+	}
+	conns := map[string]session.Member{}
+	var channels []string
+	for i := 0; i < 200; i++ {
+		channels = append(channels, fmt.Sprintf("a.rather.long.channel.name.%03d", i))
+	}
+	for i := 0; i < 3000; i++ {
+		m := member(fmt.Sprintf("u%d", i))
+		if i%10 == 0 {
+			m.Channels = channels // 6 KiB of channel names
+		}
+		conns[fmt.Sprintf("c%05d", i)] = m
+	}
+	var gone []string
+	for i := 0; i < 2500; i++ {
+		gone = append(gone, fmt.Sprintf("g%05d", i))
+	}
+	parts := splitRoster(conns, gone)
+	seen := map[string]bool{}
+	for i, p := range parts {
+		if n := len(p.conns) + len(p.gone); n > rosterPartConns {
+			t.Errorf("part %d: %d connections", i, n)
+		}
+		b, _ := json.Marshal(rosterMsg{Conns: p.conns, Gone: p.gone})
+		if len(b) > rosterPartBytes+8<<10 {
+			t.Errorf("part %d: %d bytes", i, len(b))
+		}
+		for id := range p.conns {
+			seen[id] = true
+		}
+		for _, id := range p.gone {
+			seen[id] = true
+		}
+	}
+	if len(seen) != len(conns)+len(gone) {
+		t.Fatalf("%d ids in the parts, want %d", len(seen), len(conns)+len(gone))
+	}
+}
+
+// TestAnnouncer: a dead node's members are announced by the live node
+// with the lowest name other than the dead one, which may be live again
+// as a new instance.
+func TestAnnouncer(t *testing.T) {
+	live := map[string]broker.Node{"a": {Name: "a"}, "b": {Name: "b"}, "c": {Name: "c"}}
+	if got := announcer(live, "a", "b"); got != "b" {
+		t.Fatalf("a back as a new instance: %s announces, want b", got)
+	}
+	if got := announcer(live, "d", "c"); got != "a" {
+		t.Fatalf("d dead: %s announces, want a", got)
 	}
 }

@@ -43,8 +43,10 @@ type channel struct {
 	index map[*Conn]int
 	dead  bool // removed from the hub; a joiner must look again
 	// recovering holds back the batches of members that joined a history
-	// channel and whose replay has not gone out yet (see joinStored); nil
-	// when none has, which is the fanout's fast path.
+	// channel and whose replay has not gone out yet (see joinStored), and
+	// then, until the channel's messages pass what the replay ended with,
+	// keeps them from getting a stored message twice; nil when no member
+	// is recovering, which is the fanout's fast path.
 	recovering map[*Conn]*heldBatches
 
 	qmu     sync.Mutex // guards out and lastSeq
@@ -52,8 +54,16 @@ type channel struct {
 	lastSeq uint64     // a history channel's newest stored message delivered
 }
 
-// heldBatches are the batches a recovering member missed, in order.
-type heldBatches struct{ batches []batch }
+// heldBatches are the batches a recovering member missed, in order, until
+// release; from then on floor is the seq its replay ended with, and the
+// member gets only frames above it, until one passes (then done: the
+// channel's seqs only grow, and the entry goes).
+type heldBatches struct {
+	batches  []batch
+	released bool
+	floor    uint64
+	done     bool // written by the dispatcher, under ch.mu read-locked: it alone reads it then
+}
 
 // fanout is a channel's messages on their way to its members; its fields
 // are guarded by the channel's qmu.
@@ -70,10 +80,12 @@ type fanout struct {
 // indexAt is the member count past which a channel keeps an index.
 const indexAt = 16
 
-// batch is a run of encoded frames every member gets in one send.
+// batch is a run of encoded frames every member gets in one send; on a
+// history channel seqs holds each frame's seq.
 type batch struct {
 	buf    []byte
 	frames int
+	seqs   []uint64
 }
 
 func newChannel(name string, rule *Rule) *channel {
@@ -178,8 +190,8 @@ func announceLinger(n int) time.Duration {
 // deliver queues payload, published to the channel, for every member of
 // the hub's. It never waits, for a member or for the dispatcher. linger
 // says payload is an announcement that may wait for company (see
-// announceLinger).
-func (ch *channel) deliver(h *Hub, payload []byte, linger bool) {
+// announceLinger); seq is a history channel's stored message's, else 0.
+func (ch *channel) deliver(h *Hub, payload []byte, linger bool, seq uint64) {
 	size := wsHeaderLen(len(payload)) + len(payload)
 	cfg := &h.cfg
 	maxFrames, maxBytes := max(cfg.QueueFrames/batchShare, 1), cfg.QueueBytes/batchShare
@@ -211,6 +223,12 @@ func (ch *channel) deliver(h *Hub, payload []byte, linger bool) {
 	}
 	b := &out.batches[last]
 	b.buf = appendFrame(b.buf, opText, payload)
+	if seq != 0 || b.seqs != nil {
+		for len(b.seqs) < b.frames {
+			b.seqs = append(b.seqs, 0)
+		}
+		b.seqs = append(b.seqs, seq)
+	}
 	b.frames++
 	out.queued += size
 	ch.qmu.Unlock()
@@ -241,7 +259,7 @@ func (ch *channel) dispatch(h *Hub, out *fanout) {
 		ch.qmu.Unlock()
 
 		ch.mu.RLock()
-		delivered := 0
+		delivered, prune := 0, false
 		for _, b := range batches {
 			n := 0
 			if ch.recovering == nil {
@@ -252,26 +270,78 @@ func (ch *channel) dispatch(h *Hub, out *fanout) {
 				}
 			} else {
 				for _, c := range ch.members {
-					if held := ch.recovering[c]; held != nil {
+					held := ch.recovering[c]
+					switch {
+					case held == nil || held.done:
+						if c.out.send(b.buf, b.frames) {
+							n++
+						}
+					case !held.released:
 						// Appended under the read lock: only this
 						// dispatcher appends, and release takes the
 						// write lock.
 						held.batches = append(held.batches, b)
-						continue
-					}
-					if c.out.send(b.buf, b.frames) {
-						n++
+					default:
+						buf, frames, passed := b.above(held.floor)
+						if frames > 0 && c.out.send(buf, frames) {
+							n++
+						}
+						if passed {
+							held.done, prune = true, true
+						}
 					}
 				}
 			}
 			delivered += n * b.frames
 		}
 		ch.mu.RUnlock()
+		if prune {
+			ch.pruneRecovered()
+		}
 		h.stats.delivered.Add(uint64(delivered))
 		clear(batches)
 		ch.qmu.Lock()
 		out.spare = batches
 		ch.qmu.Unlock()
+	}
+}
+
+// above returns b's frames whose seq is above floor, and whether any was
+// (after which no frame of the channel is at or below it: its seqs only
+// grow). Frames without a seq count as above.
+func (b *batch) above(floor uint64) (buf []byte, frames int, passed bool) {
+	switch {
+	case len(b.seqs) == 0 || b.seqs[0] > floor:
+		return b.buf, b.frames, true // all of it, no copy
+	case b.seqs[len(b.seqs)-1] <= floor:
+		return nil, 0, false
+	}
+	i := 0
+	for p := b.buf; len(p) > 0; i++ {
+		h, size := wsFrameHeader(p)
+		if h == 0 || h+size > len(p) {
+			break // not a whole frame: cannot happen with appendFrame's
+		}
+		if i >= len(b.seqs) || b.seqs[i] > floor {
+			buf = append(buf, p[:h+size]...)
+			frames++
+		}
+		p = p[h+size:]
+	}
+	return buf, frames, frames > 0
+}
+
+// pruneRecovered forgets the recovering members that are done.
+func (ch *channel) pruneRecovered() {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for c, held := range ch.recovering {
+		if held.done {
+			delete(ch.recovering, c)
+		}
+	}
+	if len(ch.recovering) == 0 {
+		ch.recovering = nil
 	}
 }
 
@@ -287,32 +357,53 @@ func (ch *channel) unhold(c *Conn) *heldBatches {
 	return held
 }
 
+// hold holds c's batches back from now on, as for a member that joins a
+// history channel (add with held); it reports false when c is no member.
+func (ch *channel) hold(c *Conn) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.find(c) < 0 {
+		return false
+	}
+	if ch.recovering == nil {
+		ch.recovering = make(map[*Conn]*heldBatches)
+	}
+	ch.recovering[c] = &heldBatches{}
+	return true
+}
+
 // release ends the hold on c: frames (n whole frames: the join's answer
 // and its replay) go to it first, then the frames of the batches it
 // missed meanwhile whose seq is above last, what the replay ended with;
-// from then on it gets every batch. Frames without a seq (payloads that
-// are not JSON objects) are handed over as they came.
+// from then on it gets every batch, but for frames at or below last still
+// on their way (the bus's, a refill's), which it got in the replay.
 func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	held := ch.unhold(c)
-	if held == nil {
+	held := ch.recovering[c]
+	if held == nil || held.released {
 		return // c left meanwhile
 	}
+	passed := false
 	for _, b := range held.batches {
-		for p := b.buf; len(p) > 0; {
-			h, size := wsFrameHeader(p)
-			if h == 0 || h+size > len(p) {
-				break // not a whole frame: cannot happen with appendFrame's
-			}
-			if seq, ok := frameSeq(p[h : h+size]); !ok || seq > last {
-				frames = append(frames, p[:h+size]...)
-				n++
-			}
-			p = p[h+size:]
-		}
+		buf, k, p := b.above(last)
+		frames = append(frames, buf...)
+		n += k
+		passed = passed || p
 	}
 	c.out.send(frames, n)
+	if passed || last == 0 {
+		ch.unhold(c)
+	} else {
+		*held = heldBatches{released: true, floor: last}
+	}
+	ch.qmu.Lock()
+	if len(ch.members) == 1 && ch.lastSeq < last {
+		// The only member, and the channel had delivered nothing it
+		// lacks: a gap after last can now be seen (advance).
+		ch.lastSeq = last
+	}
+	ch.qmu.Unlock()
 }
 
 // advance records seq as the channel's newest stored message delivered: it

@@ -13,12 +13,12 @@ func (h *Hub) DeliverChannel(channel string, payload []byte) {
 	if ch == nil {
 		return
 	}
-	h.deliverChannel(ch, payload, payload)
+	h.deliverChannel(ch, payload, payload, 0)
 }
 
 // deliverChannel hands frame, the payload as ch's members get it, to them;
 // payload is as it was published.
-func (h *Hub) deliverChannel(ch *channel, payload, frame []byte) {
+func (h *Hub) deliverChannel(ch *channel, payload, frame []byte, seq uint64) {
 	linger := false
 	if bytes.HasPrefix(payload, controlPrefix) {
 		n := ch.size()
@@ -27,7 +27,7 @@ func (h *Hub) deliverChannel(ch *channel, payload, frame []byte) {
 		}
 		linger = n > lingerAt
 	}
-	ch.deliver(h, frame, linger)
+	ch.deliver(h, frame, linger, seq)
 }
 
 // controlPrefix starts every control frame encodeControl builds.

@@ -149,7 +149,7 @@ func (h *Hub) joinAs(c *Conn, f *Frame, byServer bool) bool {
 	gone := c.gone
 	c.mu.Unlock()
 	if member {
-		c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
+		h.rejoin(c, name, rule, f)
 		return true
 	}
 	if gone {
@@ -197,6 +197,28 @@ func (h *Hub) joinAs(c *Conn, f *Frame, byServer bool) bool {
 	return true
 }
 
+// rejoin answers a join of c to a channel it is a member of: joined, and
+// on a history channel as a first join would (PROTOCOL.md §6), with seq
+// and the replay since or history ask for, live messages held back
+// meanwhile; on error c stays a member.
+func (h *Hub) rejoin(c *Conn, name string, rule *Rule, f *Frame) {
+	h.mu.RLock()
+	ch := h.channels[name]
+	h.mu.RUnlock()
+	if rule.History == 0 || h.store == nil || ch == nil || !ch.hold(c) {
+		if f.Recover != RecoverNone {
+			c.out.send(textFrame(encodeJoinedRecovered(name, f.ID)), 1)
+			return
+		}
+		c.out.send(textFrame(encodeAnswer("joined", name, f.ID)), 1)
+		return
+	}
+	if perr := h.joinStored(c, ch, f); perr != nil {
+		ch.release(c, nil, 0, 0) // what it missed meanwhile
+		h.sendError(c, perr, f.ID)
+	}
+}
+
 // claimUser sets c's user from a join's user field: allowed once, while the
 // connection has no user of its own; naming the same user again is fine.
 func (h *Hub) claimUser(c *Conn, user string) *Error {
@@ -224,6 +246,7 @@ func (h *Hub) claimUser(c *Conn, user string) *Error {
 	h.mu.Unlock()
 	if ipBucket != nil {
 		h.limits.release(ipKey, ipBucket, h.now())
+		h.roster.touch(c.id) // its user changed
 	}
 	if set && old != user {
 		return errorf(CodeBadRequest, "this connection is already user %q", old)

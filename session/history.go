@@ -64,6 +64,9 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 	recovered := false
 	switch f.Recover {
 	case RecoverSince:
+		if last == 0 {
+			break // nothing stored (Since would read with no bound)
+		}
 		msgs, err := h.store.Since(ctx, ch.name, f.Since, last, 0)
 		if err != nil {
 			return h.storeError(ch.name, err)
@@ -109,13 +112,35 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 	answer := encodeJoinedSeq(ch.name, last, f.Recover == RecoverSince, recovered, f.ID)
 	frames := appendFrame(nil, opText, answer)
 	n := 1
+	// In parts of a quarter of the queue's bounds, each when the client
+	// has room for it: a replay may be longer than the bounds.
+	maxFrames, maxBytes := max(h.cfg.QueueFrames/batchShare, 1), h.cfg.QueueBytes/batchShare
+	paced, done := context.WithTimeout(context.Background(), replayWait)
+	defer done()
 	for _, m := range replay {
-		frames = appendFrame(frames, opText, spliceSeq(m.Data, m.Seq))
+		frame := spliceSeq(m.Data, m.Seq)
+		if n == maxFrames || len(frames)+len(frame) > maxBytes {
+			if !c.out.awaitRoom(paced, n, len(frames)) {
+				c.Close(DisconnectSlowConsumer)
+				return nil // gone, or not reading: c leaves as it closes
+			}
+			c.out.send(frames, n)
+			frames, n = nil, 0
+		}
+		frames = appendFrame(frames, opText, frame)
 		n++
+	}
+	if !c.out.awaitRoom(paced, n, len(frames)) {
+		c.Close(DisconnectSlowConsumer)
+		return nil
 	}
 	ch.release(c, frames, n, last)
 	return nil
 }
+
+// replayWait bounds how long a replay waits for its client to read: one
+// that reads nothing for this long is a slow consumer (4001).
+const replayWait = 30 * time.Second
 
 // storeError is the client's error for a store that failed a join.
 func (h *Hub) storeError(channel string, err error) *Error {
@@ -246,7 +271,7 @@ func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
 	if missedAfter != 0 && h.store != nil {
 		h.refill(ch, missedAfter, seq)
 	}
-	h.deliverChannel(ch, payload, spliceSeq(payload, seq))
+	h.deliverChannel(ch, payload, spliceSeq(payload, seq), seq)
 }
 
 // refillWait bounds the read of messages the live feed missed.
@@ -268,7 +293,7 @@ func (h *Hub) refill(ch *channel, after, before uint64) {
 	}
 	h.log.Info("history: refilled messages the live feed missed", logChannel, ch.name, "count", len(missed))
 	for _, m := range missed {
-		h.deliverChannel(ch, m.Data, spliceSeq(m.Data, m.Seq))
+		h.deliverChannel(ch, m.Data, spliceSeq(m.Data, m.Seq), m.Seq)
 	}
 }
 

@@ -16,9 +16,9 @@ type memStore struct {
 	msgs []Stored // every channel's, in seq order
 	chs  []string // msgs[i]'s channel
 	fail error
-	// beforeSince runs at the start of Since, to publish while a join
-	// replays.
-	beforeSince func()
+	// beforeSince runs at the start of Since, and afterLast at the end of
+	// Last, to publish while a join replays.
+	beforeSince, afterLast func()
 }
 
 func (s *memStore) store(channel string, payload []byte) uint64 {
@@ -31,6 +31,9 @@ func (s *memStore) store(channel string, payload []byte) uint64 {
 }
 
 func (s *memStore) Last(_ context.Context, channel string) (uint64, error) {
+	if s.afterLast != nil {
+		defer s.afterLast()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -91,12 +94,19 @@ func (b *storeBus) Publish(ch string, p []byte) error {
 
 func newHistoryHub(t *testing.T) (*Hub, *storeBus) {
 	t.Helper()
+	return newHistoryHubConfig(t, Config{})
+}
+
+// newHistoryHubConfig is newHistoryHub with cfg's settings.
+func newHistoryHubConfig(t *testing.T, cfg Config) (*Hub, *storeBus) {
+	t.Helper()
 	store := &memStore{}
 	rule := DefaultRule()
 	rule.Pattern, rule.History, rule.Announce = MustPattern("h.>"), 100, false
 	bus := &storeBus{loopBus: loopBus{subs: map[string]int{}}, store: store}
 	be := &fakeBackend{send: func(context.Context, string, []byte, bool) ([]byte, error) { return nil, ErrNoHandler }}
-	h, err := New(Config{Node: "n1", Rules: []Rule{rule}, History: store}, bus, be, nil)
+	cfg.Node, cfg.Rules, cfg.History = "n1", []Rule{rule}, store
+	h, err := New(cfg, bus, be, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
 package session
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // outbox is a connection's bounded outgoing queue. Frames arrive already
 // encoded, often as a run of several frames in one shared buffer that every
@@ -198,4 +202,29 @@ func (o *outbox) abandon() {
 	o.closing = nil
 	o.pending = nil
 	o.mu.Unlock()
+}
+
+// awaitRoom waits until n more frames of size bytes fit in the queue with
+// room to spare (half the bounds free), or the outbox closes, or ctx ends;
+// it reports whether they fit. A replay (PROTOCOL.md §6) may be longer
+// than the bounds: it goes out in parts, each when the client has read
+// enough of the one before, rather than cutting the client off.
+func (o *outbox) awaitRoom(ctx context.Context, n, size int) bool {
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		o.mu.Lock()
+		closed := o.closed
+		fits := o.frames == 0 || o.frames+n <= o.bounds.frames/2 && o.bytes+size <= o.bounds.bytes/2
+		o.mu.Unlock()
+		switch {
+		case closed:
+			return false
+		case fits:
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
