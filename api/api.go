@@ -336,8 +336,17 @@ func (s *Server) channels(ctx context.Context, req request) (any, error) {
 		list = append(list, entry{c, n})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Channel < list[j].Channel })
+	if len(list) > MaxChannels {
+		return map[string]any{"channels": list[:MaxChannels], "truncated": true}, nil
+	}
 	return map[string]any{"channels": list}, nil
 }
+
+// MaxChannels bounds the channels method's answer: the first 10,000 by
+// name, then "truncated" (a narrower pattern finds the rest). Each node
+// sends its first MaxChannels+1, which hold the cluster's first
+// MaxChannels, whose members are summed in full.
+const MaxChannels = 10000
 
 func (s *Server) disconnect(ctx context.Context, req request) (any, error) {
 	switch {

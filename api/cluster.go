@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	"github.com/nats-io/nats.go"
 
@@ -40,6 +41,7 @@ func (s *Server) onCluster(m *nats.Msg) {
 	switch op.Op {
 	case "presence":
 		a.Count, a.Users = s.hub.Presence(op.Channel)
+		a.Users = firstUsers(a.Users, session.MaxPresenceUsers+1)
 	case "channels":
 		var match func(string) bool
 		if op.Pattern != "" {
@@ -49,7 +51,7 @@ func (s *Server) onCluster(m *nats.Msg) {
 			}
 			match = p.Match
 		}
-		a.Channels = s.hub.Channels(match)
+		a.Channels = firstUsers(s.hub.Channels(match), MaxChannels+1)
 	case "subscribe":
 		a.Conns = s.hub.Subscribe(op.User, op.Channel)
 	case "unsubscribe":
@@ -67,7 +69,29 @@ func (s *Server) onCluster(m *nats.Msg) {
 		return
 	}
 	b, _ := json.Marshal(a)
-	_ = m.Respond(b)
+	if err := m.Respond(b); err != nil {
+		s.log.Warn("a cluster-wide answer was not sent", "op", op.Op, "bytes", len(b), "err", err)
+	}
+}
+
+// firstUsers is the first n of users (or channels) by name, all if fewer:
+// an answer must fit in a NATS message, and the cluster's first 1,000
+// users by name are among each node's first 1,000 (a user's connections
+// counted in full); one more tells the result is truncated.
+func firstUsers(users map[string]int, n int) map[string]int {
+	if len(users) <= n {
+		return users
+	}
+	names := make([]string, 0, len(users))
+	for u := range users {
+		names = append(names, u)
+	}
+	sort.Strings(names)
+	out := make(map[string]int, n)
+	for _, u := range names[:n] {
+		out[u] = users[u]
+	}
+	return out
 }
 
 // gather asks every node for its part of op and returns the answers of

@@ -49,9 +49,12 @@ type channel struct {
 	// is recovering, which is the fanout's fast path.
 	recovering map[*Conn]*heldBatches
 
-	qmu     sync.Mutex // guards out and lastSeq
+	qmu     sync.Mutex // guards out, lastSeq and refilling
 	out     *fanout    // while messages are on their way; nil when none is
 	lastSeq uint64     // a history channel's newest stored message delivered
+	// refilling, not nil while messages the live feed missed are read from
+	// the store, holds the stored messages that came meanwhile (refill).
+	refilling []storedMsg
 }
 
 // heldBatches are the batches a recovering member missed, in order, until

@@ -256,7 +256,8 @@ func frameSeq(payload []byte) (uint64, bool) {
 // DeliverStored hands a history channel's stored message to its members,
 // with its seq spliced in. A message at or below the channel's last seq
 // is one delivered already (a stream republishes at most once, but a
-// channel resubscribed may see one twice) and is dropped.
+// channel resubscribed may see one twice) and is dropped. A gap before it
+// is refilled from the store first (refill), off the bus's goroutine.
 func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
 	h.mu.RLock()
 	ch := h.channels[channel]
@@ -264,36 +265,96 @@ func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
 	if ch == nil {
 		return
 	}
-	missedAfter, ok := ch.advance(seq, prev)
-	if !ok {
+	m := storedMsg{seq, prev, payload}
+	ch.qmu.Lock()
+	if ch.refilling != nil {
+		// A refill is under way: its messages come first.
+		full := len(ch.refilling) >= maxRefillBacklog
+		if !full {
+			ch.refilling = append(ch.refilling, m)
+		}
+		ch.qmu.Unlock()
+		if full {
+			h.dropped(ch.name)
+		}
 		return
 	}
-	if missedAfter != 0 && h.store != nil {
-		h.refill(ch, missedAfter, seq)
+	ch.qmu.Unlock()
+	missedAfter, ok := ch.advance(seq, prev)
+	switch {
+	case !ok:
+	case missedAfter != 0 && h.store != nil:
+		ch.qmu.Lock()
+		ch.refilling = []storedMsg{}
+		ch.qmu.Unlock()
+		go h.refill(ch, missedAfter, m)
+	default:
+		h.deliverChannel(ch, payload, spliceSeq(payload, seq), seq)
 	}
-	h.deliverChannel(ch, payload, spliceSeq(payload, seq), seq)
 }
+
+// storedMsg is one stored message as the bus brought it.
+type storedMsg struct {
+	seq, prev uint64
+	payload   []byte
+}
+
+// maxRefillBacklog bounds the messages of a channel that wait for a refill.
+const maxRefillBacklog = 1 << 16
 
 // refillWait bounds the read of messages the live feed missed.
 const refillWait = 2 * time.Second
 
-// refill delivers the stored messages of ch after seq after and before seq
-// before, which the live feed did not bring: a stream republishes each
-// stored message at most once, and one stored by a leader that died
-// before republishing it comes only from the store. It reads on the bus's
-// delivery goroutine, so that ch's messages stay in order; gaps are rare
-// (a leader's death).
-func (h *Hub) refill(ch *channel, after, before uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), refillWait)
-	defer cancel()
-	missed, err := h.store.Since(ctx, ch.name, after+1, before-1, 0)
-	if err != nil {
-		h.log.Warn("history: messages the live feed missed could not be read", logChannel, ch.name, "after", after, "before", before, logErr, err)
-		return
+// refill delivers the stored messages of ch after seq after that the live
+// feed did not bring, then m, the message that showed the gap, then those
+// that came meanwhile (ch.refilling, non-nil while a refill runs): a
+// stream republishes each stored message at most once, and one stored by
+// a leader that died before republishing it comes only from the store.
+// Gaps are rare (a leader's death) but come to many channels at once:
+// each refills on its own goroutine, the others' messages flowing on.
+func (h *Hub) refill(ch *channel, after uint64, m storedMsg) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), refillWait)
+		missed, err := h.store.Since(ctx, ch.name, after+1, m.seq-1, 0)
+		cancel()
+		if err != nil {
+			h.log.Warn("history: messages the live feed missed could not be read", logChannel, ch.name, "after", after, "before", m.seq, logErr, err)
+		} else {
+			h.log.Info("history: refilled messages the live feed missed", logChannel, ch.name, "count", len(missed))
+		}
+		for _, s := range missed {
+			h.deliverChannel(ch, s.Data, spliceSeq(s.Data, s.Seq), s.Seq)
+		}
+		h.deliverChannel(ch, m.payload, spliceSeq(m.payload, m.seq), m.seq)
+		if after = h.deliverQueued(ch, &m); after == 0 {
+			return
+		}
 	}
-	h.log.Info("history: refilled messages the live feed missed", logChannel, ch.name, "count", len(missed))
-	for _, m := range missed {
-		h.deliverChannel(ch, m.Data, spliceSeq(m.Data, m.Seq), m.Seq)
+}
+
+// deliverQueued delivers the messages that came during a refill of ch,
+// until none is left (then the bus delivers again) or one shows another
+// gap: then it returns where that gap began, with m set to that message.
+func (h *Hub) deliverQueued(ch *channel, m *storedMsg) (gapAfter uint64) {
+	for {
+		ch.qmu.Lock()
+		if len(ch.refilling) == 0 {
+			ch.refilling = nil
+			ch.qmu.Unlock()
+			return 0
+		}
+		next := ch.refilling[0]
+		ch.refilling = ch.refilling[1:]
+		ch.qmu.Unlock()
+		missedAfter, ok := ch.advance(next.seq, next.prev)
+		switch {
+		case !ok:
+		case missedAfter != 0:
+			*m = next
+			return missedAfter
+		default:
+			h.deliverChannel(ch, next.payload, spliceSeq(next.payload, next.seq), next.seq)
+		}
 	}
 }
 

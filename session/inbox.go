@@ -70,6 +70,26 @@ func (h *Hub) Enqueue(c *Conn, m Message) {
 	in.mu.Unlock()
 }
 
+// enqueueServer hands a server op to c's worker without waiting: a
+// connection whose frames wait (a join during a failover waits up to 10 s)
+// must not hold up the server API, which answers for every node at once.
+// Past maxInbox+maxServerOps waiting frames the op is dropped: false.
+func (h *Hub) enqueueServer(c *Conn, m Message) bool {
+	in := &c.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed || len(in.frames) >= maxInbox+maxServerOps {
+		return false
+	}
+	in.frames = append(in.frames, m)
+	h.startWorker(c)
+	return true
+}
+
+// maxServerOps bounds the server ops waiting for a connection beyond its
+// own frames.
+const maxServerOps = 1024
+
 // ReadEnded tells the hub c's read loop ended (the client closed, or its
 // socket failed, for reason): once the frames already queued are handled, c
 // disconnects: it leaves its channels, is forgotten, and the Handler's

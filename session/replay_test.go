@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -117,4 +118,101 @@ func TestReplayLongerThanQueue(t *testing.T) {
 			t.Fatalf("seq %d delivered %d times", i, n)
 		}
 	}
+}
+
+// TestRefillGap: messages the live feed missed (stored, never republished:
+// a leader died) are read from the store when the next one shows the gap,
+// and delivered in order before it, and before those that came meanwhile;
+// a second gap among those refills too; other channels flow on while one
+// refills.
+func TestRefillGap(t *testing.T) {
+	h, bus := newHistoryHub(t)
+	ta, tb := &fakeTransport{}, &fakeTransport{}
+	a, _ := h.Connect(ta, Identity{User: "a"}, netip.Addr{})
+	b, _ := h.Connect(tb, Identity{User: "b"}, netip.Addr{})
+	h.Receive(a, []byte(`{"type":"join","channel":"h.a","id":1}`))
+	h.Receive(b, []byte(`{"type":"join","channel":"h.b","id":1}`))
+	waitFrame(t, ta, `"joined"`)
+	waitFrame(t, tb, `"joined"`)
+	store := func(n int) uint64 { return bus.store.store("h.a", fmt.Appendf(nil, `{"n":%d}`, n)) }
+	live := func(seq, prev uint64) {
+		var n int
+		for i, m := range bus.store.msgs {
+			if m.Seq == seq {
+				fmt.Sscanf(string(bus.store.msgs[i].Data), `{"n":%d}`, &n)
+			}
+		}
+		h.DeliverStored("h.a", seq, prev, fmt.Appendf(nil, `{"n":%d}`, n))
+	}
+	s1 := store(1)
+	live(s1, 0)
+	waitFrame(t, ta, `{"seq":1,"n":1}`)
+	s2, s3, s4 := store(2), store(3), store(4) // 2 and 3 never republished
+	s5, s6, s7, s8 := store(5), store(6), store(7), store(8)
+
+	unblock := make(chan struct{})
+	bus.store.beforeSince = func() {
+		bus.store.beforeSince = nil
+		// While h.a refills: h.b's messages flow, h.a's wait their turn,
+		// one of them after another gap (6 and 7 missed).
+		h.DeliverStored("h.b", bus.store.store("h.b", []byte(`{"b":1}`)), 0, []byte(`{"b":1}`))
+		waitFrame(t, tb, `"b":1`)
+		live(s5, s4)
+		live(s8, s7)
+		<-unblock
+	}
+	go func() { time.Sleep(50 * time.Millisecond); close(unblock) }()
+	live(s4, s3)
+	waitFrame(t, ta, `{"seq":8,"n":8}`)
+	var got []string
+	for _, f := range ta.frames() {
+		if strings.HasPrefix(f, `{"seq":`) {
+			got = append(got, f)
+		}
+	}
+	want := []string{}
+	for i, s := range []uint64{s1, s2, s3, s4, s5, s6, s7, s8} {
+		want = append(want, fmt.Sprintf(`{"seq":%d,"n":%d}`, s, i+1))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+}
+
+// TestServerOpsDoNotWait: Subscribe returns while a connection's worker is
+// stuck (a join waiting for the store) with its inbox full; the op runs
+// after.
+func TestServerOpsDoNotWait(t *testing.T) {
+	h, bus := newHistoryHub(t)
+	bus.store.store("h.a", []byte(`{"n":1}`))
+	unblock := make(chan struct{})
+	bus.store.beforeSince = func() { <-unblock }
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, Identity{User: "u"}, netip.Addr{})
+	go func() {
+		h.Enqueue(c, message(`{"type":"join","channel":"h.a","since":0,"id":1}`))
+		for i := 0; i < 2*maxInbox; i++ {
+			h.Enqueue(c, message(`{"type":"ping"}`)) // blocks once the inbox is full
+		}
+	}()
+	checkFor(t, 2*time.Second, func() error {
+		c.in.mu.Lock()
+		defer c.in.mu.Unlock()
+		if len(c.in.frames) < maxInbox {
+			return fmt.Errorf("%d frames waiting", len(c.in.frames))
+		}
+		return nil
+	})
+	done := make(chan int)
+	go func() { done <- h.Subscribe("u", "x") }()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Fatalf("Subscribe asked %d connections, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Subscribe waits for a stuck connection")
+	}
+	close(unblock)
+	waitFrame(t, tr, `{"type":"joined","channel":"x"}`)
 }

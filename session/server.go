@@ -65,7 +65,8 @@ func (serverOp) Close() error  { return nil }
 
 // Subscribe makes every connection of user on this node join channel,
 // whatever the channel's rules, with the usual answer and control frames;
-// it returns how many connections it asked. Unsubscribe makes them leave.
+// it returns how many connections it asked, without waiting for them.
+// Unsubscribe makes them leave.
 func (h *Hub) Subscribe(user, channel string) int { return h.serverOps(user, serverOp{true, channel}) }
 func (h *Hub) Unsubscribe(user, channel string) int {
 	return h.serverOps(user, serverOp{false, channel})
@@ -75,11 +76,13 @@ func (h *Hub) serverOps(user string, op serverOp) int {
 	if !ValidChannel(op.channel) {
 		return 0
 	}
-	conns := h.userConns(user)
-	for _, c := range conns {
-		h.Enqueue(c, op)
+	n := 0
+	for _, c := range h.userConns(user) {
+		if h.enqueueServer(c, op) {
+			n++
+		}
 	}
-	return len(conns)
+	return n
 }
 
 // userConns are user's connections on this node.
