@@ -162,6 +162,10 @@ func TestHistoryOneNode(t *testing.T) {
 	if rest := apiCall(t, nc, "history", map[string]any{"channel": "long.h", "since": after}); len(rest["messages"].([]any)) != 100 {
 		t.Fatalf("history since the 1,000th: %d messages, want 100", len(rest["messages"].([]any)))
 	}
+	tail := apiCall(t, nc, "history", map[string]any{"channel": "long.h", "last": 3})["messages"].([]any)
+	if len(tail) != 3 || tail[2].(map[string]any)["data"].(map[string]any)["n"] != float64(1100) {
+		t.Fatalf("the last 3: %v", tail)
+	}
 
 	// A channel without history.
 	a.send(map[string]any{"type": "join", "channel": "plain", "since": 3, "id": "p"})

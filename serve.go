@@ -34,7 +34,7 @@ func (s *ServeCmd) Run(e *env) error {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	log := cfg.Logger(e.stderr)
-	n, err := node.New(cfg, node.WithLogger(log))
+	n, err := node.New(cfg, node.WithLogger(log), node.WithVersion(version))
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ type Store interface {
 	Publish(ctx context.Context, channel string, payload []byte, id string) (uint64, error)
 	Last(ctx context.Context, channel string) (uint64, error)
 	Since(ctx context.Context, channel string, from, upTo uint64, limit int) ([]session.Stored, error)
+	Tail(ctx context.Context, channel string, n int, upTo uint64) ([]session.Stored, error)
 }
 
 // Server answers the server API for one node.
@@ -160,6 +161,7 @@ type request struct {
 	Pattern string          `json:"pattern"`
 	Since   uint64          `json:"since"`
 	Limit   int             `json:"limit"`
+	Last    int             `json:"last"`
 	User    string          `json:"user"`
 	Conn    string          `json:"conn"`
 	Code    int             `json:"code"`
@@ -245,8 +247,11 @@ func (s *Server) history(ctx context.Context, req request) (any, error) {
 	if s.store == nil || !s.store.Keeps(req.Channel) {
 		return nil, fmt.Errorf("channel %q keeps no history", req.Channel)
 	}
-	if req.Limit < 0 {
-		return nil, errors.New("limit must not be negative")
+	if req.Limit < 0 || req.Last < 0 {
+		return nil, errors.New("limit and last must not be negative")
+	}
+	if req.Last > 0 && req.Since > 0 {
+		return nil, errors.New("give since or last, not both")
 	}
 	if req.Limit == 0 || req.Limit > maxHistoryMessages {
 		req.Limit = maxHistoryMessages
@@ -259,7 +264,12 @@ func (s *Server) history(ctx context.Context, req request) (any, error) {
 	}
 	msgs := []storedMessage{}
 	if last > req.Since {
-		stored, err := s.store.Since(ctx, req.Channel, req.Since+1, last, req.Limit)
+		var stored []session.Stored
+		if req.Last > 0 {
+			stored, err = s.store.Tail(ctx, req.Channel, min(req.Last, req.Limit), last)
+		} else {
+			stored, err = s.store.Since(ctx, req.Channel, req.Since+1, last, req.Limit)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("unavailable: %v", err)
 		}

@@ -433,6 +433,11 @@ func (b *Broker) Routes() int {
 // by name.
 func (b *Broker) Nodes() []Node { return b.view.live(time.Now()) }
 
+// Departed returns the nodes this node saw stop beating, or leave, within
+// the last hour and that are not live again: each as its last beat said,
+// At when that beat arrived.
+func (b *Broker) Departed() []Node { return b.view.departed(time.Now()) }
+
 // Shutdown tells the cluster this node is leaving, flushes what it
 // published, closes its connection and stops the embedded server. It is
 // safe to call more than once; later calls return the first result.

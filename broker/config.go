@@ -99,6 +99,11 @@ type Status struct {
 	Gateway     string `json:"gateway,omitempty"`
 	Connections int    `json:"connections"`
 	Channels    int    `json:"channels"`
+	// Received and Delivered count client frames in and frames out since
+	// the node started; Version is the node's build.
+	Received  uint64 `json:"received,omitempty"`
+	Delivered uint64 `json:"delivered,omitempty"`
+	Version   string `json:"version,omitempty"`
 }
 
 func (c *Config) setDefaults() {

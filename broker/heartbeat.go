@@ -106,7 +106,12 @@ type view struct {
 
 	mu    sync.Mutex
 	nodes map[string]seen // guarded by mu
+	gone  map[string]seen // guarded by mu; nodes that stopped beating or left, for goneKeep
 }
+
+// goneKeep is how long the view remembers a node that is gone, for the
+// admin page to show it down.
+const goneKeep = time.Hour
 
 type seen struct {
 	node Node
@@ -114,7 +119,7 @@ type seen struct {
 }
 
 func newView(self string, ttl time.Duration) *view {
-	return &view{self: self, ttl: ttl, nodes: make(map[string]seen)}
+	return &view{self: self, ttl: ttl, nodes: make(map[string]seen), gone: make(map[string]seen)}
 }
 
 // see records a beat and reports whether the node was not live before; a
@@ -127,9 +132,11 @@ func (v *view) see(n Node, now time.Time) bool {
 	wasLive := ok && !old.node.Leaving && now.Sub(old.at) < v.ttl && old.node.Instance == n.Instance
 	if n.Leaving {
 		delete(v.nodes, n.Name)
+		v.gone[n.Name] = seen{node: n, at: now}
 		return false
 	}
 	v.nodes[n.Name] = seen{node: n, at: now}
+	delete(v.gone, n.Name)
 	return !wasLive
 }
 
@@ -152,9 +159,31 @@ func (v *view) live(now time.Time) []Node {
 	for name, s := range v.nodes {
 		if now.Sub(s.at) >= v.ttl {
 			delete(v.nodes, name)
+			v.gone[name] = s
 			continue
 		}
 		out = append(out, s.node)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// departed returns the nodes that stopped beating (or left) within
+// goneKeep and are not live again, sorted by name, each as its last beat
+// said, with At the local time of that beat.
+func (v *view) departed(now time.Time) []Node {
+	v.live(now) // moves the nodes that just stopped beating to gone
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []Node
+	for name, s := range v.gone {
+		if now.Sub(s.at) >= goneKeep {
+			delete(v.gone, name)
+			continue
+		}
+		n := s.node
+		n.At = s.at
+		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

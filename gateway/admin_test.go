@@ -4,21 +4,23 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
-// TestAdminToken: with a token, every admin request, pprof included, needs
-// it as a bearer token, else 401 with a JSON body and a challenge; without
-// one, the API is open.
+// TestAdminToken: with a token, every admin API request, pprof included,
+// needs it as a bearer token (or the login's cookie: TestAdminLogin),
+// else 401 with a JSON body and a challenge; without one, the API is open.
 func TestAdminToken(t *testing.T) {
 	const token = "0123456789abcdef-token"
 	g, err := New(Config{}, newHub(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	locked := g.AdminServer(AdminHandler(g.hub, func() any { return []string{"n1"} }, nil, token)).Handler
-	open := g.AdminServer(AdminHandler(g.hub, func() any { return []string{"n1"} }, nil, "")).Handler
-	for _, path := range []string{"/", "/api/nodes", "/api/stats", "/debug/pprof/", "/debug/pprof/cmdline"} {
+	nodes := func() any { return []string{"n1"} }
+	locked := g.AdminServer(AdminHandler(Admin{Hub: g.hub, Nodes: nodes, Cluster: nodes, Token: token})).Handler
+	open := g.AdminServer(AdminHandler(Admin{Hub: g.hub, Nodes: nodes, Cluster: nodes})).Handler
+	for _, path := range []string{"/api/nodes", "/api/cluster", "/api/stats", "/debug/pprof/", "/debug/pprof/cmdline"} {
 		for _, c := range []struct {
 			name, auth string
 			h          http.Handler
@@ -56,5 +58,63 @@ func TestAdminToken(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAdminLogin: the page's files are served to anyone; the login form
+// with the right token sets an HttpOnly, SameSite=Strict cookie (not the
+// token) that opens the API; a wrong token sets none; logout clears it.
+func TestAdminLogin(t *testing.T) {
+	const token = "0123456789abcdef-token"
+	g, err := New(Config{}, newHub(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := func() any { return []string{"n1"} }
+	h := g.AdminServer(AdminHandler(Admin{Hub: g.hub, Nodes: nodes, Cluster: nodes, Token: token})).Handler
+	do := func(method, path, body string, cookie *http.Cookie) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, path := range []string{"/", "/favicon.ico", "/admin.js"} {
+		if rec := do("GET", path, "", nil); rec.Code != http.StatusOK {
+			t.Errorf("GET %s without a token: %d, want 200", path, rec.Code)
+		}
+	}
+	if rec := do("GET", "/secret.txt", "", nil); rec.Code != http.StatusNotFound {
+		t.Errorf("GET an unknown file: %d", rec.Code)
+	}
+
+	rec := do("POST", "/login", "token=wrong-token-0123456789", nil)
+	if rec.Code != http.StatusSeeOther || len(rec.Result().Cookies()) != 0 || rec.Header().Get("Location") != "/?login=failed" {
+		t.Fatalf("a wrong token: %d, cookies %v, location %q", rec.Code, rec.Result().Cookies(), rec.Header().Get("Location"))
+	}
+	rec = do("POST", "/login", "token="+token, nil)
+	cookies := rec.Result().Cookies()
+	if rec.Code != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("login: %d, cookies %v", rec.Code, cookies)
+	}
+	c := cookies[0]
+	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Value == "" || strings.Contains(c.Value, token) {
+		t.Fatalf("session cookie %+v", c)
+	}
+	if rec := do("GET", "/api/cluster", "", c); rec.Code != http.StatusOK {
+		t.Fatalf("API with the session cookie: %d", rec.Code)
+	}
+	forged := &http.Cookie{Name: c.Name, Value: sessionValue("another-token-0123456")}
+	if rec := do("GET", "/api/cluster", "", forged); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("API with another token's cookie: %d", rec.Code)
+	}
+	rec = do("POST", "/logout", "", c)
+	if out := rec.Result().Cookies(); len(out) != 1 || out[0].MaxAge >= 0 {
+		t.Fatalf("logout did not clear the cookie: %v", out)
 	}
 }

@@ -144,7 +144,7 @@ func TestAdminServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := g.AdminServer(AdminHandler(g.hub, func() any { return nil }, nil, ""))
+	srv := g.AdminServer(AdminHandler(Admin{Hub: g.hub, Nodes: func() any { return nil }}))
 	if srv.ReadHeaderTimeout != time.Second || srv.ReadTimeout != 2*time.Second || srv.IdleTimeout != 3*time.Second {
 		t.Fatalf("admin server timeouts: %+v", srv)
 	}

@@ -28,6 +28,7 @@ import (
 // Node is one pushgrid node.
 type Node struct {
 	cfg     Config
+	version string
 	log     *slog.Logger
 	broker  *broker.Broker
 	hub     *session.Hub
@@ -62,6 +63,7 @@ type Node struct {
 type Option func(*options)
 
 type options struct {
+	version   string
 	handler   session.Handler
 	logger    *slog.Logger
 	authorize func(*http.Request, netip.Addr) (session.Identity, error)
@@ -70,6 +72,10 @@ type options struct {
 // WithHandler adds behaviour to every client connection of the node
 // (session.Handler: OnConnect, OnMessage, OnDisconnect).
 func WithHandler(h session.Handler) Option { return func(o *options) { o.handler = h } }
+
+// WithVersion names the node's build, which the cluster view and the
+// admin page show.
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
 // WithLogger sends the node's log lines to l instead of standard error in
 // the form the [log] table says.
@@ -101,7 +107,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		log = cfg.Logger(os.Stderr)
 	}
 	n := &Node{cfg: cfg, log: log, stopStreams: make(chan struct{}),
-		rosters: newRosters()}
+		rosters: newRosters(), version: o.version}
 	cfg.NATS.Logger = log.With("component", "broker")
 	cfg.Session.Logger = log.With("component", "session")
 	cfg.Gateway.Logger = log.With("component", "gateway")
@@ -185,7 +191,8 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			}
 			return n.api.Call(ctx, method, req)
 		}
-		n.admin = gw.AdminServer(gateway.AdminHandler(hub, func() any { return b.Nodes() }, call, cfg.Admin.Token))
+		n.admin = gw.AdminServer(gateway.AdminHandler(gateway.Admin{Hub: hub, Nodes: func() any { return b.Nodes() },
+			Cluster: n.clusterView, Call: call, Token: cfg.Admin.Token}))
 	}
 	return n, nil
 }
@@ -386,11 +393,50 @@ func (n *Node) HistoryReplicas() int {
 // status is what the node's heartbeats tell the cluster.
 func (n *Node) status() broker.Status {
 	conns, chans := n.hub.Counts()
-	st := broker.Status{Connections: conns, Channels: chans}
+	in, out := n.hub.Traffic()
+	st := broker.Status{Connections: conns, Channels: chans, Received: in, Delivered: out, Version: n.version}
 	if a := n.gateway.Addr(); a != nil {
 		st.Gateway = a.String()
 	}
 	return st
+}
+
+// clusterView is the admin page's view of the cluster: each live node's
+// figures as its last beat said, and the nodes that stopped beating.
+func (n *Node) clusterView() any {
+	type nodeView struct {
+		Node        string `json:"node"`
+		Status      string `json:"status"` // up, down (stopped beating) or left (shut down)
+		Gateway     string `json:"gateway,omitempty"`
+		Connections int    `json:"connections"`
+		Channels    int    `json:"channels"`
+		Received    uint64 `json:"received"`
+		Delivered   uint64 `json:"delivered"`
+		UptimeS     int64  `json:"uptime_s"`
+		Version     string `json:"version,omitempty"`
+		LastSeen    string `json:"last_seen"`
+	}
+	now := time.Now()
+	view := func(b broker.Node, status string) nodeView {
+		v := nodeView{Node: b.Name, Status: status, Gateway: b.Gateway, Connections: b.Connections, Channels: b.Channels,
+			Received: b.Received, Delivered: b.Delivered, Version: b.Version, LastSeen: b.At.UTC().Format(time.RFC3339Nano)}
+		if !b.Started.IsZero() && status == "up" {
+			v.UptimeS = int64(now.Sub(b.Started).Seconds())
+		}
+		return v
+	}
+	nodes := []nodeView{}
+	for _, b := range n.broker.Nodes() {
+		nodes = append(nodes, view(b, "up"))
+	}
+	for _, b := range n.broker.Departed() {
+		status := "down"
+		if b.Leaving {
+			status = "left"
+		}
+		nodes = append(nodes, view(b, status))
+	}
+	return map[string]any{"node": n.cfg.Node, "at": now.UTC().Format(time.RFC3339Nano), "nodes": nodes}
 }
 
 // Config is the node's configuration, defaults filled in.

@@ -32,16 +32,16 @@ func (s *counters) countError(c Code) { s.errors[codeIndex[c]].Add(1) }
 
 // Stats is a snapshot of a hub's gauges and counters.
 type Stats struct {
-	Connections   int
-	Channels      int
-	Received      uint64          // client frames received
-	Delivered     uint64          // frames handed to client connections
-	SlowConsumers uint64          // connections closed with 4001
-	Dropped       uint64          // channel messages dropped over a channel's backlog bound
-	Errors        map[Code]uint64 // error frames sent, by code
-	Recovered     uint64          // joins with since that recovered (PROTOCOL.md §6)
-	Unrecovered   uint64          // joins with since that could not (recovered:false)
-	Presence      uint64          // presence frames answered
+	Connections   int             `json:"connections"`
+	Channels      int             `json:"channels"`
+	Received      uint64          `json:"received"`       // client frames received
+	Delivered     uint64          `json:"delivered"`      // frames handed to client connections
+	SlowConsumers uint64          `json:"slow_consumers"` // connections closed with 4001
+	Dropped       uint64          `json:"dropped"`        // channel messages dropped over a channel's backlog bound
+	Errors        map[Code]uint64 `json:"errors"`         // error frames sent, by code
+	Recovered     uint64          `json:"recovered"`      // joins with since that recovered (PROTOCOL.md §6)
+	Unrecovered   uint64          `json:"unrecovered"`    // joins with since that could not (recovered:false)
+	Presence      uint64          `json:"presence"`       // presence frames answered
 }
 
 // Stats returns the hub's current figures.
@@ -60,6 +60,12 @@ func (h *Hub) Stats() Stats {
 		s.Errors[c] = h.stats.errors[codeIndex[c]].Load()
 	}
 	return s
+}
+
+// Traffic returns the client frames received and the frames delivered
+// since the hub started.
+func (h *Hub) Traffic() (received, delivered uint64) {
+	return h.stats.received.Load(), h.stats.delivered.Load()
 }
 
 // Counts returns the numbers of connections and channels on this node.
