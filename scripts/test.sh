@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 # The tests open a few thousand loopback connections at once.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# The browser tests drive Debian's chromium; as root (CI) install it when
+# missing, else they skip saying which package they need.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "installing Debian's chromium for the browser tests..." >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # go.mod and go.sum say exactly what the code needs.
 go mod tidy -diff
 go vet ./...
