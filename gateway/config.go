@@ -34,7 +34,7 @@ const (
 // variable of pushgrid serve, the default and the help text. The zero value
 // is usable: New fills every zero field with its default.
 type Config struct {
-	Listen  string `toml:"listen" name:"listen" env:"PUSHGRID_LISTEN" default:":8000" help:"WebSocket (/ws), demo page (/), /healthz, /readyz and /metrics address."`
+	Listen  string `toml:"listen" name:"listen" env:"PUSHGRID_LISTEN" default:":8000" help:"WebSocket (/ws), demo page (/), browser client (/pushgrid.js), /healthz, /readyz and /metrics address."`
 	Workers int    `toml:"workers" name:"workers" env:"PUSHGRID_WORKERS" default:"0" help:"SO_REUSEPORT worker listeners (0 to 1024); 0 means one per CPU."`
 	Sticky  string `toml:"sticky" name:"sticky" env:"PUSHGRID_STICKY" default:"ip" help:"ip: every connection from one client IP goes to the same worker; none: the kernel spreads them."`
 	// TrustedProxies are CIDRs or addresses whose X-Forwarded-For is

@@ -42,11 +42,11 @@ type Config struct {
 
 // AdminConfig is the [admin] table.
 type AdminConfig struct {
-	Listen string `toml:"listen" name:"admin-listen" env:"PUSHGRID_ADMIN_LISTEN" default:"127.0.0.1:6003" help:"Admin API (/api/nodes, /api/stats) and Go's pprof; keep it private. Empty turns it off."`
+	Listen string `toml:"listen" name:"admin-listen" env:"PUSHGRID_ADMIN_LISTEN" default:"127.0.0.1:6003" help:"Admin page (/), admin API (/api/...) and Go's pprof; keep it private. Empty turns it off."`
 	// Token, when set, is required of every admin request, pprof
-	// included. It is the admin API's only lock: an address beyond
-	// loopback needs one.
-	Token string `toml:"token" secret:"" name:"admin-token" env:"PUSHGRID_ADMIN_TOKEN" help:"When set, every admin request (the API and /debug/pprof/) needs Authorization: Bearer <token>, else 401. Required when admin.listen is reachable beyond loopback. 16 to 256 printable ASCII bytes, no spaces; prefer the environment variable to the flag, which other users of the host can read."`
+	// included (the page's own files and its login excepted). It is the
+	// admin API's only lock: an address beyond loopback needs one.
+	Token string `toml:"token" secret:"" name:"admin-token" env:"PUSHGRID_ADMIN_TOKEN" help:"When set, every admin request (the API and /debug/pprof/) needs Authorization: Bearer <token>, or the admin page's login (a session cookie), else 401. Required when admin.listen is reachable beyond loopback. 16 to 256 printable ASCII bytes, no spaces; prefer the environment variable to the flag, which other users of the host can read."`
 }
 
 // Bounds of admin.token, the NATS secrets' own: the admin API does not
