@@ -248,4 +248,87 @@ func TestAdminPageBrowser(t *testing.T) {
 	p.until("disconnect result", 5*time.Second, `document.getElementById("dc-result").textContent === "Closed 1 connection(s)."`)
 	alice.send(map[string]any{"type": "ping", "id": "still"})
 	alice.answer("still")
+	// The page logs nothing: no error, no warning, no failed request.
+	for _, problem := range p.consoleProblems() {
+		t.Errorf("admin page console: %s", problem)
+	}
+}
+
+// TestDemoPageBrowser: the demo page on pushgrid.js in two browser pages
+// on two different nodes chat through a history channel; the node one
+// page is on is killed, the page reconnects to another node by itself and
+// gets, once each and in order, the messages the other page sent
+// meanwhile; neither page's console has an error or a warning.
+func TestDemoPageBrowser(t *testing.T) {
+	cfg := writeConfig(t, historyConfig)
+	n1 := startTestNode(t, "n1", nil, "--config", cfg)
+	k2 := startProcess(t, "k2", []string{n1.broker.ClusterURL()}, "--config", cfg)
+	// bob's page comes from k2 and may connect to k3: another origin.
+	k2page := strings.Replace(strings.TrimSuffix(k2.ws, "/ws"), "ws://", "http://", 1)
+	k3 := startProcess(t, "k3", []string{n1.broker.ClusterURL()}, "--config", cfg, "--origin", k2page)
+	awaitNodes(t, n1, 3)
+	awaitHistory(t, n1, 3)
+	procs := map[string]*procNode{"k2": k2, "k3": k3}
+	page := func(ws string) string {
+		return strings.Replace(strings.TrimSuffix(ws, "/ws"), "ws://", "http://", 1) + "/"
+	}
+
+	b := newBrowser(t)
+	a, bp := b.tab(), b.tab()
+	open := func(p *tab, url, user string) {
+		p.run("open the demo page as "+user, chromedp.Navigate(url), chromedp.WaitVisible("#connect", chromedp.ByID),
+			chromedp.SetValue("#user", user, chromedp.ByID), chromedp.SetValue("#channel", "hist.chat", chromedp.ByID),
+			chromedp.Click("#connect", chromedp.ByID))
+		p.until(user+" connected", 10*time.Second, `document.getElementById("status").textContent.includes("connected to")`)
+	}
+	open(a, page(n1.ws), "alice")
+	// bob's page may use k2 and k3 (its client tries them in random order).
+	open(bp, page(k2.ws)+"?nodes="+k2.ws+","+k3.ws, "bob")
+	say := func(p *tab, text string) {
+		p.run("say "+text, chromedp.SetValue("#text", text, chromedp.ByID), chromedp.Click("#send", chromedp.ByID))
+	}
+	logHas := func(text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll("#log > *")].some(d => d.textContent.includes(%q))`, text)
+	}
+	say(a, "hello from alice")
+	bp.until("bob sees alice", 10*time.Second, logHas("hello from alice"))
+	say(bp, "hello from bob")
+	a.until("alice sees bob", 10*time.Second, logHas("hello from bob"))
+
+	status := bp.text("#status")
+	var on string
+	for name := range procs {
+		if strings.Contains(status, "connected to "+name) {
+			on = name
+		}
+	}
+	if on == "" {
+		t.Fatalf("bob's page: %q, want connected to k2 or k3", status)
+	}
+	if err := procs[on].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		say(a, fmt.Sprintf("while away %d", i))
+	}
+	other := map[string]string{"k2": "k3", "k3": "k2"}[on]
+	bp.until("bob back on "+other, 20*time.Second, `document.getElementById("status").textContent.includes("connected to `+other+`")`)
+	bp.until("bob has the messages sent meanwhile", 10*time.Second, logHas("while away 5"))
+	bp.screenshot("demo.png")
+	var lines []string
+	bp.run("read bob's log", chromedp.Evaluate(`[...document.querySelectorAll("#log > *")].map(d => d.textContent)`, &lines))
+	var got []string
+	for _, l := range lines {
+		if i := strings.Index(l, "while away "); i >= 0 {
+			got = append(got, l[i:])
+		}
+	}
+	if want := "[while away 1 while away 2 while away 3 while away 4 while away 5]"; fmt.Sprint(got) != want {
+		t.Fatalf("bob's page after the reconnect: %q, want %s once each, in order (log: %q)", got, want, lines)
+	}
+	for name, p := range map[string]*tab{"alice": a, "bob": bp} {
+		if problems := p.consoleProblems(); len(problems) > 0 {
+			t.Errorf("%s's page console: %q", name, problems)
+		}
+	}
 }

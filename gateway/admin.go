@@ -61,9 +61,6 @@ func AdminHandler(a Admin) http.Handler {
 		api.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Cluster()) })
 	}
 	api.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Hub.Stats()) })
-	api.HandleFunc("GET /api/session", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{"locked": a.Token != ""})
-	})
 	api.HandleFunc("/debug/pprof/", pprof.Index)
 	api.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	api.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -77,6 +74,11 @@ func AdminHandler(a Admin) http.Handler {
 	mux := http.NewServeMux()
 	page := staticHandler("static/admin")
 	mux.Handle("GET /", page) // the page and its files: nothing secret
+	// Whether the page must ask for the token: answered to anyone, so the
+	// page learns it without a failed request.
+	mux.HandleFunc("GET /api/session", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"locked": a.Token != "", "logged_in": a.Token == "" || authorized(r, a.Token)})
+	})
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
 		mux.Handle(m+" /api/", locked)
 		mux.Handle(m+" /debug/", locked)
@@ -126,21 +128,26 @@ func tokenMatches(got, token string) bool {
 // token", or the session cookie of the login form, and answers the others
 // 401 with a JSON body.
 func requireToken(h http.Handler, token string) http.Handler {
-	session := sessionValue(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		// The scheme is case-insensitive (RFC 9110 §11.1).
-		ok := strings.EqualFold(scheme, "Bearer") && tokenMatches(strings.TrimLeft(got, " "), token)
-		if c, err := r.Cookie(adminCookie); !ok && err == nil {
-			ok = subtle.ConstantTimeCompare([]byte(c.Value), []byte(session)) == 1
-		}
-		if !ok {
+		if !authorized(r, token) {
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			writeJSONError(w, http.StatusUnauthorized, "this admin API needs Authorization: Bearer <admin.token>, or the admin page's login")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// authorized reports whether r carries token as a bearer token, or the
+// login's session cookie.
+func authorized(r *http.Request, token string) bool {
+	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	if strings.EqualFold(scheme, "Bearer") && tokenMatches(strings.TrimLeft(got, " "), token) {
+		return true
+	}
+	c, err := r.Cookie(adminCookie)
+	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(sessionValue(token))) == 1
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

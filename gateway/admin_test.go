@@ -93,6 +93,9 @@ func TestAdminLogin(t *testing.T) {
 		t.Errorf("GET an unknown file: %d", rec.Code)
 	}
 
+	if rec := do("GET", "/api/session", "", nil); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"logged_in": false`) {
+		t.Fatalf("session before login: %d %s", rec.Code, rec.Body)
+	}
 	rec := do("POST", "/login", "token=wrong-token-0123456789", nil)
 	if rec.Code != http.StatusSeeOther || len(rec.Result().Cookies()) != 0 || rec.Header().Get("Location") != "/?login=failed" {
 		t.Fatalf("a wrong token: %d, cookies %v, location %q", rec.Code, rec.Result().Cookies(), rec.Header().Get("Location"))
@@ -105,6 +108,9 @@ func TestAdminLogin(t *testing.T) {
 	c := cookies[0]
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Value == "" || strings.Contains(c.Value, token) {
 		t.Fatalf("session cookie %+v", c)
+	}
+	if rec := do("GET", "/api/session", "", c); !strings.Contains(rec.Body.String(), `"logged_in": true`) {
+		t.Fatalf("session after login: %s", rec.Body)
 	}
 	if rec := do("GET", "/api/cluster", "", c); rec.Code != http.StatusOK {
 		t.Fatalf("API with the session cookie: %d", rec.Code)

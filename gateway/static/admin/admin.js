@@ -202,12 +202,18 @@ async function disconnect(e) {
 }
 
 async function start() {
+  let s;
   try {
-    const s = await api("GET", "/api/session");
-    $("logout").hidden = !s.locked;
-  } catch {
-    return; // the login form is up
+    s = await api("GET", "/api/session");
+  } catch (e) {
+    $("conn-state").textContent = "admin API unreachable: " + e.message;
+    return;
   }
+  if (!s.logged_in) {
+    showLogin();
+    return;
+  }
+  $("logout").hidden = !s.locked;
   $("login-view").hidden = true;
   $("app").hidden = false;
   $("channel-search").onsubmit = searchChannels;
