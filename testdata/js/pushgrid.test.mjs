@@ -202,6 +202,21 @@ describe("pushgrid.js on a three-node cluster", () => {
     await assert.rejects(c.join("x", () => {}), {code: "closed"});
   });
 
+  test("join with history: the last messages, then live ones", async () => {
+    for (let n = 1; n <= 3; n++) await publish(n1, "hist.h", {type: "news", channel: "hist.h", n}, `h-${n}`);
+    const c = connect({urls: [n3.ws], user: "hope"});
+    const got = inbox((f) => f.type === "news");
+    const j = await c.join("hist.h", got, {history: 2});
+    assert.equal(typeof j.seq, "number");
+    await publish(n1, "hist.h", {type: "news", channel: "hist.h", n: 4}, "h-4");
+    await got.wait(3);
+    assert.deepEqual(got.matching().map((f) => f.n), [2, 3, 4]);
+    // On a channel without history, history is answered with no replay.
+    const plain = await c.join("room.h", () => {}, {history: 20});
+    assert.equal(plain.recovered, false);
+    assert.equal(plain.seq, undefined);
+  });
+
   test("recovery_failed when since is no longer retained", async () => {
     const r = await relay(n2);
     try {
@@ -265,19 +280,19 @@ describe("pushgrid.js with jwt tokens", () => {
   const secret = "a-test-secret-of-at-least-32-bytes-long";
   let j1;
   before(async () => {
-    j1 = await startNode("j1", {args: ["--auth", "jwt", "--auth-secret", secret, "--auth-leeway", "0s"]});
+    j1 = await startNode("j1", {args: ["--auth", "jwt", "--auth-secret", secret, "--auth-leeway", "1s"]});
   });
   const token = (sub, ttl) => jwt(secret, {sub, exp: Math.floor(Date.now() / 1000) + ttl});
 
   test("refresh before exp keeps the connection", async () => {
     let calls = 0;
-    // 3 s tokens, no leeway: without a refresh the server closes at exp.
+    // 3 s tokens, 1 s leeway: without a refresh the server closes at exp + 1 s.
     const c = connect({urls: [j1.ws], getToken: async () => (calls++, token("kim", 3))});
     const events = record(c, "disconnected", "error");
     const w = await next(c, "connected");
     assert.equal(w.user, "kim");
     await waitFor(() => calls >= 3, 10000, "two refreshes");
-    await sleep(1500); // the first token has expired by now
+    await sleep(1500); // the first token has expired, leeway included, by now
     assert.deepEqual(events, []);
     assert.ok(c.connected);
     assert.equal(c.welcome.conn, w.conn);
