@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -28,20 +27,8 @@ const jsDir = "testdata/js"
 // jsSuiteTimeout bounds the Node suite, which takes about 20 s.
 const jsSuiteTimeout = 3 * time.Minute
 
-// jsNpmCI installs testdata/js's pinned packages, once per test binary, the
-// way npmCI does testdata/socketio's.
-var jsNpmCI = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), npmCITimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline")
-	cmd.Dir = jsDir
-	cmd.Env = append(os.Environ(), "npm_config_update_notifier=false")
-	cmd.WaitDelay = 5 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w\n%s", jsDir, err, out)
-	}
-	return nil
-})
+// jsNpmCI installs testdata/js's pinned packages, once per test binary.
+var jsNpmCI = sync.OnceValue(func() error { return npmInstall(jsDir) })
 
 // TestPushgridJS runs testdata/js/*.test.mjs with Node's test runner. The
 // files are named, not the directory: Node 21 and later take a directory

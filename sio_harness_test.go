@@ -31,22 +31,25 @@ const sioDir = "testdata/socketio"
 // registry fails the tests that need it instead of the whole run.
 const npmCITimeout = 3 * time.Minute
 
-// npmCI installs the pinned packages into testdata/socketio/node_modules,
-// once per test binary, since CI starts from a clean clone. Scripts are off:
-// the client needs none, and nothing from the registry runs but the client.
-var npmCI = sync.OnceValue(func() error {
+// npmInstall runs `npm ci` in dir: its pinned packages into node_modules,
+// since CI starts from a clean clone. Scripts are off: nothing from the
+// registry runs but the packages the tests load.
+func npmInstall(dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), npmCITimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline")
-	cmd.Dir = sioDir
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "npm_config_update_notifier=false")
 	// npm's children may hold the output pipe after a kill at the timeout.
 	cmd.WaitDelay = 5 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w\n%s", sioDir, err, out)
+		return fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out)
 	}
 	return nil
-})
+}
+
+// npmCI installs testdata/socketio's packages, once per test binary.
+var npmCI = sync.OnceValue(func() error { return npmInstall(sioDir) })
 
 // mustNpmCI fails t, with npm's output, when the install failed.
 func mustNpmCI(t testing.TB) {
