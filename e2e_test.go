@@ -378,7 +378,7 @@ func TestHTTPEndpoints(t *testing.T) {
 			t.Errorf("metrics (%d) lack %s", code, m)
 		}
 	}
-	if code, body := get("/"); code != 200 || !strings.Contains(body, "new WebSocket") {
+	if code, body := get("/"); code != 200 || !strings.Contains(body, `from "/pushgrid.js"`) {
 		t.Fatalf("demo page %d", code)
 	}
 	if code, body := get("/ws?user=bad%20name"); code != 400 || !strings.Contains(body, `"error"`) {
