@@ -1,8 +1,6 @@
 package node_test
 
 import (
-	"context"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,18 +56,7 @@ func TestAdminToken(t *testing.T) {
 	const token = "0123456789abcdef0123"
 	cfg := testConfig(t, "a1")
 	cfg.Admin.Token = token
-	n, err := node.New(cfg, node.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = n.Shutdown(ctx)
-	})
+	n := startNode(t, cfg)
 	client := &http.Client{Timeout: 5 * time.Second}
 	for _, path := range []string{"/api/stats", "/debug/pprof/"} {
 		for auth, want := range map[string]int{"": http.StatusUnauthorized, "Bearer " + token: http.StatusOK} {

@@ -56,6 +56,25 @@ func testConfig(t testing.TB, name string, seeds ...string) node.Config {
 // TestEmbeddedCluster: a Go program starts three embedded nodes with
 // Handlers of its own, their clients talk across nodes and to the
 // Handlers, and Shutdown leaves nothing running.
+// startNode starts a node of cfg, logging nowhere, shut down when the
+// test ends.
+func startNode(t testing.TB, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.New(cfg, node.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Shutdown(ctx)
+	})
+	return n
+}
+
 func TestEmbeddedCluster(t *testing.T) {
 	base := runtime.NumGoroutine()
 	var nodes []*node.Node

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -27,18 +26,7 @@ func TestStreamReplicasNeverLowered(t *testing.T) {
 		}
 		cfg := testConfig(t, name, seeds...)
 		cfg.Channels = append([]session.Rule{rule}, cfg.Channels...)
-		n, err := node.New(cfg, node.WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-			defer c()
-			_ = n.Shutdown(ctx)
-		})
+		n := startNode(t, cfg)
 		nodes = append(nodes, n)
 		return n
 	}
