@@ -218,13 +218,29 @@ func TestAdminPageBrowser(t *testing.T) {
 	p.until("k3 shown down", 5*time.Second, `(`+row("k3", "status")+` || "").startsWith("down")`)
 	t.Logf("k3 shown down %v after the kill", time.Since(killed).Round(100*time.Millisecond))
 
-	// Some traffic for the rates and the chart: 100 messages over 2 s.
+	// Traffic for the rates and the chart, going on while the page is
+	// watched: a rate is the difference of two polls, so it is back at 0
+	// one poll after the traffic stops (at most 500 messages over 10 s).
 	nc := natsConnect(t, n2.nats)
-	for i := range 100 {
-		_ = nc.Publish("push.chan.hist.lobby", fmt.Appendf(nil, `{"type":"news","n":%d}`, i))
-		time.Sleep(20 * time.Millisecond)
+	stopTraffic := make(chan struct{})
+	trafficDone := make(chan struct{})
+	go func() {
+		defer close(trafficDone)
+		for i := range 500 {
+			select {
+			case <-stopTraffic:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			_ = nc.Publish("push.chan.hist.lobby", fmt.Appendf(nil, `{"type":"news","n":%d}`, i))
+		}
+	}()
+	p.until("n1's rate out", 8*time.Second, `parseFloat(`+row("n1", "out")+`) > 0`)
+	close(stopTraffic)
+	<-trafficDone
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
-	p.until("n1's rate out", 5*time.Second, `parseFloat(`+row("n1", "out")+`) > 0`)
 
 	p.run("publish", chromedp.SendKeys("#pub-channel", "hist.lobby", chromedp.ByID),
 		chromedp.SendKeys("#pub-payload", `{"type":"news","from":"admin"}`, chromedp.ByID),
