@@ -335,6 +335,7 @@ func sampleValue(k schema.Key, files testFiles) sample {
 		"nats.tls_key":              path(files.tls.Key),
 		"nats.tls_ca":               path(files.tls.CA),
 		"node":                      {`"n7"`, "n7", "n7"},
+		"pid_file":                  path(filepath.Join(os.TempDir(), "pushgrid-test.pid")),
 		"history.dir":               {`"/var/lib/pushgrid-test"`, "/var/lib/pushgrid-test", "/var/lib/pushgrid-test"},
 		"history.store":             {`"memory"`, "memory", "memory"},
 		"gateway.listen":            {`":8123"`, ":8123", ":8123"},

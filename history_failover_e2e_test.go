@@ -21,6 +21,37 @@ import (
 // longest time between two stored messages), and a member on the killed
 // node reconnects to another with since and ends with every message
 // exactly once too.
+// moveStreamLeader makes the node named leader lead the history stream
+// that stores subject, asking its leader to step down in its favour.
+func moveStreamLeader(t testing.TB, via *testNode, subject, leader string) {
+	t.Helper()
+	js, err := jetstream.New(via.broker.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.StreamNameBySubject(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 500*time.Millisecond, func() error {
+		info, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		ci, err := info.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if ci.Cluster != nil && ci.Cluster.Leader == leader {
+			return nil
+		}
+		_, _ = via.broker.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(`{"placement":{"preferred":"`+leader+`"}}`), 5*time.Second)
+		return fmt.Errorf("leader is not %s yet", leader)
+	})
+}
+
 func TestHistoryFailover(t *testing.T) {
 	t.Run("leader", func(t *testing.T) { historyFailover(t, true) })
 	t.Run("follower", func(t *testing.T) { historyFailover(t, false) })
@@ -35,35 +66,13 @@ func historyFailover(t *testing.T, killLeader bool) {
 		awaitHistory(t, n, 3)
 	}
 	// The stream's leader moves to k3, which is then killed.
-	js, err := jetstream.New(nodes[0].broker.Conn())
-	if err != nil {
-		t.Fatal(err)
+	want := "n1"
+	if killLeader {
+		want = "k3"
 	}
+	moveStreamLeader(t, nodes[0], "push.chan.long.f", want)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := js.StreamNameBySubject(ctx, "push.chan.long.f")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkFor(t, 20*time.Second, 500*time.Millisecond, func() error {
-		info, err := js.Stream(ctx, stream)
-		if err != nil {
-			return err
-		}
-		ci, err := info.Info(ctx)
-		if err != nil {
-			return err
-		}
-		want := "n1"
-		if killLeader {
-			want = "k3"
-		}
-		if ci.Cluster != nil && ci.Cluster.Leader == want {
-			return nil
-		}
-		_, _ = nodes[0].broker.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(`{"placement":{"preferred":"`+want+`"}}`), 5*time.Second)
-		return fmt.Errorf("leader is not %s yet", want)
-	})
 
 	member := dial(t, nodes[1].ws, dialOpts{query: "?user=member", buffer: 4096})
 	member.send(map[string]any{"type": "join", "channel": "long.f", "id": 1})

@@ -61,8 +61,9 @@ type Broker struct {
 	seq       atomic.Uint64          // beats published
 	otherSelf atomic.Pointer[string] // set once another instance's beat under this name is logged
 
-	ns *server.Server // nil with Config.URL
-	nc *nats.Conn
+	ns        *server.Server // nil with Config.URL
+	storeLock *storeLock     // held while ns may have the store open
+	nc        *nats.Conn
 	// nodePassword admits nc to ns with every permission (access.go).
 	nodePassword string
 	routeTLS     *tls.Config // nil without routes or TLS; cloned to dial seeds (claim.go)
@@ -152,6 +153,24 @@ func (b *Broker) startServer() error {
 	if err != nil {
 		return fmt.Errorf("nats.listen: %w", err)
 	}
+	if b.cfg.StoreDir != "" {
+		lock, err := lockStore(b.cfg.StoreDir, b.cfg.Takeover)
+		if err != nil {
+			return err
+		}
+		b.storeLock = lock
+	}
+	started := false
+	defer func() {
+		if !started {
+			b.storeLock.release()
+		}
+	}()
+	if b.cfg.Takeover > 0 {
+		if err := awaitPorts([]string{b.cfg.Listen, b.cfg.ClusterListen}, b.cfg.Takeover); err != nil {
+			return fmt.Errorf("take over the NATS ports from the previous process: %w", err)
+		}
+	}
 	b.nodePassword = rand.Text()
 	opts := &server.Options{
 		ServerName:      b.cfg.Node,
@@ -225,6 +244,7 @@ func (b *Broker) startServer() error {
 			b.cfg.Listen, b.cfg.ClusterListen, readyTimeout)
 	}
 	b.ns = ns
+	started = true
 	return nil
 }
 
@@ -465,6 +485,7 @@ func (b *Broker) shutdownServer() {
 		b.ns.Shutdown()
 		b.ns.WaitForShutdown()
 	}
+	b.storeLock.release()
 }
 
 // flush waits until the server has everything published so far, for as

@@ -85,6 +85,11 @@ type Config struct {
 	// <prefix>.chan.<channel>. Nil: none does.
 	Stored func(channel string) bool `toml:"-" kong:"-"`
 
+	// Takeover is how long Start waits for the embedded server's ports
+	// and store to be let go of by the previous process of this node, in
+	// an in-place restart (takeover.go). 0: they must be free at once.
+	Takeover time.Duration `toml:"-" kong:"-"`
+
 	// Node is this node's name (required).
 	Node string `toml:"-" kong:"-"`
 	// Status, when set, adds this node's gateway address and counts to

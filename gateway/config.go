@@ -79,6 +79,11 @@ type Config struct {
 	// says the status and message, any other error is a 403. Nil: the
 	// user query parameter names the user (auth.mode none).
 	Authorize func(r *http.Request, remote netip.Addr) (session.Identity, error) `toml:"-" kong:"-"`
+	// Listeners, when set, gives the gateway its n (Workers) listening
+	// sockets in place of open, which opens them as Listen, Workers and
+	// Sticky say: an in-place restart hands them from one process of the
+	// node to the next instead.
+	Listeners func(n int, open func() ([]net.Listener, error)) ([]net.Listener, error) `toml:"-" kong:"-"`
 	// Logger receives the gateway's log lines.
 	Logger *slog.Logger `toml:"-" kong:"-"`
 	// Metrics are served on /metrics along with the gateway's own.

@@ -257,18 +257,50 @@ func (g *Gateway) routes() http.Handler {
 	})
 }
 
-// Start opens the worker listeners and serves on them.
-func (g *Gateway) Start(ctx context.Context) error {
-	ls, err := sticky.Listen(ctx, g.cfg.Listen, g.cfg.Workers, g.mode, g.log)
+// Listen opens the worker listeners without serving on them yet:
+// connections wait in the kernel's accept queue until Start. Start calls
+// it when it has not been called; calling it twice is an error.
+func (g *Gateway) Listen(ctx context.Context) error {
+	g.mu.Lock()
+	opened := g.listeners != nil
+	g.mu.Unlock()
+	if opened {
+		return errors.New("gateway: Listen called twice")
+	}
+	open := func() ([]net.Listener, error) { return sticky.Listen(ctx, g.cfg.Listen, g.cfg.Workers, g.mode, g.log) }
+	var ls []net.Listener
+	var err error
+	if g.cfg.Listeners != nil {
+		ls, err = g.cfg.Listeners(g.cfg.Workers, open)
+	} else {
+		ls, err = open()
+	}
 	if err != nil {
 		return err
+	}
+	g.mu.Lock()
+	g.listeners = ls
+	g.mu.Unlock()
+	return nil
+}
+
+// Start serves on the worker listeners, opening them first unless Listen
+// has.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.mu.Lock()
+	opened := g.listeners != nil
+	g.mu.Unlock()
+	if !opened {
+		if err := g.Listen(ctx); err != nil {
+			return err
+		}
 	}
 	if nofile := openFileLimit(); g.cfg.MaxConnections > MaxConnectionsFor(nofile) {
 		g.log.Warn("gateway.max_connections is more than the open-file limit allows: past that, accepts fail",
 			"max_connections", g.cfg.MaxConnections, "allowed", MaxConnectionsFor(nofile), "open_file_limit", nofile)
 	}
 	g.mu.Lock()
-	g.listeners = ls
+	ls := g.listeners
 	for _, l := range ls {
 		g.handoffs = append(g.handoffs, newHandoff(l.Addr()))
 	}

@@ -201,6 +201,53 @@ func (s *Store) Ensure(ctx context.Context, replicas int) error {
 	return nil
 }
 
+// StepDown hands the leadership of every history stream that server
+// (this node's NATS server name) leads to another replica, and waits, until
+// ctx ends, for one to have taken it: a node about to stop on purpose (an
+// in-place restart) spares its streams the 4 to 9 s in which JetStream
+// would otherwise notice the leader is gone and elect another, and in
+// which publishing pauses. A stream with one replica has no other: it
+// pauses while the node is away.
+func (s *Store) StepDown(ctx context.Context, server string) error {
+	if s.js == nil {
+		return ErrUnavailable
+	}
+	var errs []error
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.History == 0 {
+			continue
+		}
+		name := s.StreamName(r)
+		for stepped := false; ; {
+			st, err := s.js.Stream(ctx, name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("history stream %s: %w", name, err))
+				break
+			}
+			ci := st.CachedInfo()
+			if ci.Cluster == nil || ci.Cluster.Leader != server || ci.Config.Replicas < 2 {
+				break
+			}
+			if !stepped {
+				if _, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, nil); err != nil {
+					errs = append(errs, fmt.Errorf("history stream %s: step down: %w", name, err))
+					break
+				}
+				stepped = true
+			}
+			select {
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("history stream %s: no other leader yet: %w", name, ctx.Err()))
+			case <-time.After(50 * time.Millisecond):
+				continue
+			}
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Replicas is the replica count Ensure last set, 0 before it succeeded.
 func (s *Store) Replicas() int {
 	s.mu.Lock()

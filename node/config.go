@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pushgrid/pushgrid/auth"
@@ -23,7 +24,10 @@ import (
 // configuration file. Each table is its package's Config, whose tags
 // declare every key once.
 type Config struct {
-	Node    string         `toml:"node" name:"node" env:"PUSHGRID_NODE" help:"Node name, unique in the cluster: A-Z a-z 0-9 _ -, 1 to 64 bytes (default: the host name's first label)."`
+	Node string `toml:"node" name:"node" env:"PUSHGRID_NODE" help:"Node name, unique in the cluster: A-Z a-z 0-9 _ -, 1 to 64 bytes (default: the host name's first label)."`
+	// PIDFile is written by pushgrid serve, not by the node: a Go program
+	// that embeds a node writes its own.
+	PIDFile string         `toml:"pid_file" name:"pid-file" env:"PUSHGRID_PID_FILE" help:"File that always holds the process id of the process serving this node: written once the node is ready, and by the new process of an in-place restart (SIGHUP) once it takes over, for systemd's PIDFile= and scripts. Its directory must exist. Empty: none."`
 	Gateway gateway.Config `toml:"gateway" embed:""`
 	NATS    broker.Config  `toml:"nats" embed:""`
 	Session session.Config `toml:"session" embed:""`
@@ -126,12 +130,31 @@ func (c Config) Check() error {
 		// The parts check the name too: say it once.
 		c.NATS.Node, c.Session.Node = "n", "n"
 	}
+	if err := checkPIDFile(c.PIDFile); err != nil {
+		errs = append(errs, err)
+	}
 	for _, part := range []interface{ Check() error }{&c.Gateway, &c.NATS, &c.Session, &c.Auth, &c.SocketIO, &c.History, c.Admin, c.Log} {
 		if err := part.Check(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPIDFile checks that pid_file can be a file: its directory exists
+// and it is not a directory itself.
+func checkPIDFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("pid_file: %q is a directory; want a file's path", path)
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("pid_file: the directory %q does not exist", dir)
+	}
+	return nil
 }
 
 // Check checks the [admin] table.

@@ -39,6 +39,9 @@ type Node struct {
 	admin   *http.Server   // nil when admin.listen is empty
 	anyUser bool           // no auth: a client names its own user
 
+	listen   ListenFunc // nil: net.Listen
+	takeover *takeover  // nil unless the node takes over from a previous process
+
 	mu       sync.Mutex
 	started  bool // guarded by mu
 	adminLn  net.Listener
@@ -50,6 +53,7 @@ type Node struct {
 	stopOnce    sync.Once
 	rosters     rosters     // the other nodes' (roster.go)
 	wantFull    atomic.Bool // another node asked for this node's whole roster
+	handingOver atomic.Bool // Handover: the roster's last word is its last changes, not an empty roster
 
 	apiRequests *prometheus.CounterVec
 	storedMu    sync.Mutex
@@ -67,6 +71,35 @@ type options struct {
 	handler   session.Handler
 	logger    *slog.Logger
 	authorize func(*http.Request, netip.Addr) (session.Identity, error)
+	listen    ListenFunc
+	takeover  *takeover
+}
+
+// ListenFunc gives a node its listening sockets: the n sockets named name
+// (what they are for and the configured address, e.g. "gateway
+// 0.0.0.0:8080"), which it takes over from a previous process of the node
+// or, when there are none, gets from open.
+type ListenFunc func(name string, n int, open func() ([]net.Listener, error)) ([]net.Listener, error)
+
+// WithListeners lets f give the node its listening sockets, the gateway's
+// and the admin API's: an in-place restart (pushgrid serve on SIGHUP)
+// hands them from one process to the next, so that no connection is
+// refused in between.
+func WithListeners(f ListenFunc) Option { return func(o *options) { o.listen = f } }
+
+type takeover struct {
+	wait  time.Duration
+	ready func() error
+}
+
+// WithTakeover makes the node the next process of a running one, in an
+// in-place restart: Start takes its listening sockets first (see
+// WithListeners), then calls ready, on which the previous process lets go
+// of the NATS ports and the history store (Handover), then starts the
+// broker, waiting up to wait for them. Clients that connect meanwhile wait
+// in the kernel's accept queue.
+func WithTakeover(wait time.Duration, ready func() error) Option {
+	return func(o *options) { o.takeover = &takeover{wait: wait, ready: ready} }
 }
 
 // WithHandler adds behaviour to every client connection of the node
@@ -114,6 +147,17 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	cfg.Auth.Logger = log.With("component", "auth")
 	cfg.SocketIO.Logger = log.With("component", "socketio")
 	cfg.NATS.Status = n.status
+	if o.takeover != nil {
+		cfg.NATS.Takeover = o.takeover.wait
+		n.takeover = o.takeover
+	}
+	if o.listen != nil {
+		name := "gateway " + cfg.Gateway.Listen
+		cfg.Gateway.Listeners = func(count int, open func() ([]net.Listener, error)) ([]net.Listener, error) {
+			return o.listen(name, count, open)
+		}
+		n.listen = o.listen
+	}
 	// The broker subscribes history channels to what their store
 	// republishes; the store is made once the broker knows its prefix.
 	cfg.NATS.Stored = func(channel string) bool { return n.store != nil && n.store.Keeps(channel) }
@@ -207,21 +251,35 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("node: Start called twice")
 	}
 	n.started = true
+	if n.takeover != nil {
+		// The sockets first: the previous process lets go of the rest
+		// only once this one holds them.
+		if err := n.gateway.Listen(ctx); err != nil {
+			return err
+		}
+		if err := n.listenAdmin(); err != nil {
+			n.gateway.StopAccepting(ctx)
+			return err
+		}
+		if err := n.takeover.ready(); err != nil {
+			n.closeListeners(ctx)
+			return fmt.Errorf("take over: %w", err)
+		}
+	}
 	if err := n.broker.Start(ctx, n.hub); err != nil {
+		n.closeListeners(ctx)
 		return err
 	}
 	if n.store != nil {
 		if err := n.store.Start(n.broker.Conn()); err != nil {
-			n.stopBackground()
-			_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+			n.abortStart(ctx)
 			return fmt.Errorf("history: %w", err)
 		}
 		n.streams.Add(1)
 		go n.keepStreams()
 	}
 	if err := n.subscribeRosters(); err != nil {
-		n.stopBackground()
-		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		n.abortStart(ctx)
 		return fmt.Errorf("rosters: %w", err)
 	}
 	n.streams.Add(1)
@@ -238,34 +296,30 @@ func (n *Node) Start(ctx context.Context) error {
 		n.apiRequests.WithLabelValues(method, result).Inc()
 	})
 	if err := n.api.Start(); err != nil {
-		n.stopBackground()
-		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		n.abortStart(ctx)
 		return fmt.Errorf("server API: %w", err)
 	}
 	// Other nodes relay here the requests of Socket.IO sessions this
 	// node holds.
 	if err := n.broker.HandleRelay(n.sio.HandleRelay); err != nil {
-		n.stopBackground()
-		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		n.abortStart(ctx)
 		return fmt.Errorf("socketio relay: %w", err)
 	}
 	if err := n.gateway.Start(ctx); err != nil {
-		n.stopBackground()
-		_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+		n.abortStart(ctx)
 		return err
 	}
-	if n.admin != nil {
-		ln, err := net.Listen("tcp", n.cfg.Admin.Listen)
-		if err != nil {
-			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			n.gateway.StopAccepting(stop)
-			_ = n.gateway.Shutdown(stop)
-			n.stopBackground()
-			_ = n.broker.Shutdown(stop)
-			return fmt.Errorf("admin.listen: %w", err)
-		}
-		n.adminLn = ln
+	if err := n.listenAdmin(); err != nil {
+		stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		n.gateway.StopAccepting(stop)
+		_ = n.gateway.Shutdown(stop)
+		n.stopBackground()
+		_ = n.broker.Shutdown(stop)
+		return err
+	}
+	if n.adminLn != nil {
+		ln := n.adminLn
 		n.adminRun.Add(1)
 		go func() {
 			defer n.adminRun.Done()
@@ -281,6 +335,45 @@ func (n *Node) Start(ctx context.Context) error {
 	n.log.Info("pushgrid started", "gateway", n.gateway.Addr().String(), "nats", n.broker.ClientURL(),
 		"cluster", n.broker.ClusterURL(), "admin", n.AdminAddr())
 	return nil
+}
+
+// abortStart undoes what Start did before it failed past the broker's
+// start.
+func (n *Node) abortStart(ctx context.Context) {
+	n.stopBackground()
+	_ = n.broker.Shutdown(context.WithoutCancel(ctx))
+	n.closeListeners(ctx)
+}
+
+// listenAdmin opens the admin API's listener, unless it is open or off.
+func (n *Node) listenAdmin() error {
+	if n.admin == nil || n.adminLn != nil {
+		return nil
+	}
+	open := func() ([]net.Listener, error) {
+		ln, err := net.Listen("tcp", n.cfg.Admin.Listen)
+		return []net.Listener{ln}, err
+	}
+	var ls []net.Listener
+	var err error
+	if n.listen != nil {
+		ls, err = n.listen("admin "+n.cfg.Admin.Listen, 1, open)
+	} else {
+		ls, err = open()
+	}
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	n.adminLn = ls[0]
+	return nil
+}
+
+// closeListeners closes the listeners a failed Start opened.
+func (n *Node) closeListeners(ctx context.Context) {
+	n.gateway.StopAccepting(context.WithoutCancel(ctx))
+	if n.adminLn != nil {
+		_ = n.adminLn.Close()
+	}
 }
 
 // Shutdown stops the node, in the reverse order of Start: the gateway
@@ -317,8 +410,70 @@ func (n *Node) shutdown(ctx context.Context) error {
 	if n.api != nil {
 		n.api.Stop()
 	}
+	n.stepDown(ctx)
 	errB := n.broker.Shutdown(ctx)
 	return errors.Join(errHub, errSIO, errGW, errB)
+}
+
+// stepDownWait bounds how long a stopping node waits for other replicas to
+// take over the history streams it leads.
+const stepDownWait = 3 * time.Second
+
+// stepDown hands the leadership of the history streams this node leads to
+// other replicas before its NATS server stops.
+func (n *Node) stepDown(ctx context.Context) {
+	if n.store == nil || len(n.broker.Nodes()) < 2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stepDownWait)
+	defer cancel()
+	if err := n.store.StepDown(ctx, n.cfg.Node); err != nil {
+		n.log.Warn("history streams' leadership not handed over: they pause until JetStream elects another leader (4 to 9 s)", "err", err)
+	}
+}
+
+// Handover stops the node for an in-place restart, once the next process
+// of the node holds its listening sockets (WithListeners, WithTakeover):
+// this process stops accepting (its copies of the sockets close; the next
+// process's stay open); the broker leaves the cluster and shuts the
+// embedded NATS server down, which frees its ports and store for the next
+// process (backends' NATS clients reconnect to it, or to another node);
+// then this process's clients are closed with 1012 "service restart"
+// spread evenly over gateway.drain, and come back to the next process at
+// once. Its clients receive nothing live from the broker's shutdown on;
+// the other nodes make them leave their channels (their rosters), and
+// clients of history channels resume with since. ctx bounds the whole.
+// It is Shutdown's alternative: whichever is called first runs, and later
+// calls of either return its result.
+func (n *Node) Handover(ctx context.Context) error {
+	n.shutOnce.Do(func() { n.shutErr = n.handover(ctx) })
+	return n.shutErr
+}
+
+func (n *Node) handover(ctx context.Context) error {
+	n.mu.Lock()
+	started := n.started
+	n.started = true
+	n.mu.Unlock()
+	if !started {
+		return nil
+	}
+	n.gateway.StopAccepting(ctx)
+	if n.adminLn != nil {
+		_ = n.admin.Close()
+		n.adminRun.Wait()
+	}
+	n.handingOver.Store(true)
+	n.stopBackground()
+	if n.api != nil {
+		n.api.Stop()
+	}
+	n.stepDown(ctx)
+	errB := n.broker.Shutdown(ctx)
+	errHub := n.hub.Restart(ctx, n.cfg.Gateway.Drain)
+	errSIO := n.sio.Shutdown(ctx)
+	errGW := n.gateway.Shutdown(ctx)
+	return errors.Join(errB, errHub, errSIO, errGW)
 }
 
 // stopBackground stops keepStreams and runRoster and waits for them; it

@@ -180,6 +180,15 @@ func (n *Node) runRoster(stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
+			if n.handingOver.Load() {
+				// The clients are still here, and leave once this
+				// node's broker is gone: the others announce them from
+				// its roster, which their last changes complete.
+				if changed, gone := n.hub.RosterChanges(); len(changed)+len(gone) > 0 && len(n.broker.Nodes()) > 1 {
+					n.publishDelta(gen, changed, gone)
+				}
+				return
+			}
 			// The hub has closed its clients, announcing them: an empty
 			// roster tells the others there is nothing left to announce.
 			gen++

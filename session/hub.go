@@ -29,6 +29,7 @@ type Hub struct {
 	users    map[string][]*Conn  // guarded by mu
 	conns    map[string]*Conn    // guarded by mu
 	draining bool                // guarded by mu
+	leaving  Disconnect          // guarded by mu; how a Connect while draining is closed
 
 	epoch  time.Time // rate limiting measures time from here
 	limits *limiter
@@ -118,8 +119,9 @@ func (h *Hub) Connect(t Transport, id Identity, remote netip.Addr) (*Conn, error
 	c.out.send(textFrame(encodeWelcome(c.id, h.cfg.Node, c.user)), 1)
 	h.mu.Lock()
 	if h.draining {
+		leaving := h.leaving
 		h.mu.Unlock()
-		c.Close(DisconnectGoingAway)
+		c.Close(leaving)
 		h.limits.release(c.limitKey(), c.bucket, h.now())
 		return nil, ErrDraining
 	}
@@ -172,7 +174,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 func (h *Hub) shutdown(ctx context.Context) error {
 	h.mu.Lock()
-	h.draining = true
+	h.draining, h.leaving = true, DisconnectGoingAway
 	h.mu.Unlock()
 	var err error
 	if h.wait(ctx) != nil {
@@ -181,6 +183,60 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		err = h.wait(closing)
 		cancel()
 	}
+	h.stopWorkers()
+	return err
+}
+
+// Restart stops the hub for an in-place restart: a new process of the
+// node serves the same address (PROTOCOL.md §1), so every connection is
+// closed with 1012 "service restart", which tells its client to come back
+// at once, and the closes are spread evenly over spread, so that the new
+// process is not hit by every reconnect in the same instant. From the call
+// on, Connect closes a new connection with 1012 and returns ErrDraining.
+// Then, as Shutdown, it waits for the connections to be gone (at most
+// closeWait) and stops the worker pool. ctx ending cuts the spread short.
+// It is Shutdown's alternative: whichever is called first is the one that
+// runs, and later calls of either return its result.
+func (h *Hub) Restart(ctx context.Context, spread time.Duration) error {
+	h.shutOnce.Do(func() { h.shutErr = h.restart(ctx, spread) })
+	return h.shutErr
+}
+
+// restartTick is how often Restart closes its next share of connections.
+const restartTick = 20 * time.Millisecond
+
+func (h *Hub) restart(ctx context.Context, spread time.Duration) error {
+	h.mu.Lock()
+	h.draining, h.leaving = true, DisconnectRestart
+	conns := make([]*Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	steps := max(1, int(spread/restartTick))
+	tick := time.NewTicker(restartTick)
+	closed := 0
+	for step := 1; step <= steps && closed < len(conns); step++ {
+		upTo := (len(conns)*step + steps - 1) / steps
+		for ; closed < upTo; closed++ {
+			conns[closed].Close(DisconnectRestart)
+		}
+		if closed == len(conns) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			step = steps // the rest at once
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
+	for ; closed < len(conns); closed++ {
+		conns[closed].Close(DisconnectRestart)
+	}
+	closing, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeWait)
+	err := h.wait(closing)
+	cancel()
 	h.stopWorkers()
 	return err
 }

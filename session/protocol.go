@@ -49,6 +49,7 @@ const (
 	CloseUnsupported  CloseCode = 1003 // binary frame
 	ClosePolicy       CloseCode = 1008 // rate limit exceeded ten times in a row, or a frame too slow to arrive
 	CloseTooBig       CloseCode = 1009 // frame larger than max_message_bytes
+	CloseRestart      CloseCode = 1012 // a new process of the node took over its address: come back at once
 	CloseSlowConsumer CloseCode = 4001
 	CloseDisconnected CloseCode = 4002 // a backend or the admin disconnected it (§7)
 	CloseTokenExpired CloseCode = 4003
@@ -66,6 +67,7 @@ func (d Disconnect) Error() string { return fmt.Sprintf("close %d: %s", d.Code, 
 // The disconnects the server initiates.
 var (
 	DisconnectGoingAway    = Disconnect{CloseGoingAway, "going away"}
+	DisconnectRestart      = Disconnect{CloseRestart, "service restart"}
 	DisconnectBinary       = Disconnect{CloseUnsupported, "binary frames are not supported"}
 	DisconnectRateLimit    = Disconnect{ClosePolicy, "rate limit exceeded"}
 	DisconnectFrameTimeout = Disconnect{ClosePolicy, "frame timeout"}
