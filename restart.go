@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,13 @@ const (
 	envClusterListen = "PUSHGRID_RESTART_CLUSTER_LISTEN"
 )
 
+// envPeers holds the route URLs of the nodes the old process had in its
+// cluster view, seeds of the new one besides its own: a node started
+// without seeds (the first of a cluster) would otherwise wait for its
+// peers to dial it again (about a second) with no route, while its
+// clients come back and ask for history.
+const envPeers = "PUSHGRID_RESTART_PEERS"
+
 // restarter hands a node's sockets from one process to the next.
 type restarter struct {
 	upg *tableflip.Upgrader
@@ -71,6 +79,14 @@ func (r *restarter) takingOver() bool { return r.upg.HasParent() }
 func (r *restarter) inherit(cfg *node.Config) {
 	cfg.NATS.Listen = inheritPort(cfg.NATS.Listen, os.Getenv(envNATSListen))
 	cfg.NATS.ClusterListen = inheritPort(cfg.NATS.ClusterListen, os.Getenv(envClusterListen))
+	if cfg.NATS.URL != "" || cfg.NATS.ClusterListen == "" {
+		return
+	}
+	for _, peer := range strings.Split(os.Getenv(envPeers), ",") {
+		if peer != "" && !slices.Contains(cfg.NATS.Seeds, peer) {
+			cfg.NATS.Seeds = append(cfg.NATS.Seeds, peer)
+		}
+	}
 }
 
 // inheritPort is was (the address the old process listened on) when want
@@ -147,6 +163,15 @@ func (r *restarter) upgrade(n *node.Node) error {
 	}
 	setAddr(envNATSListen, n.NATSURL())
 	setAddr(envClusterListen, n.Broker().ClusterURL())
+	var peers []string
+	for _, peer := range n.Broker().Nodes() {
+		if u, err := url.Parse(peer.Cluster); err == nil && u.Scheme == "nats" && peer.Name != n.Name() {
+			if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsUnspecified() {
+				peers = append(peers, peer.Cluster)
+			}
+		}
+	}
+	_ = os.Setenv(envPeers, strings.Join(peers, ","))
 	binary := os.Args[0]
 	if !strings.Contains(binary, "/") {
 		binary += " (from PATH)"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -219,4 +220,93 @@ func TestSIGHUPRestartFails(t *testing.T) {
 		t.Fatalf("the old process exited: %v", err)
 	default:
 	}
+}
+
+// TestRollingRestart: scripts/rolling-restart.sh restarts the three nodes
+// of a cluster in place, one after the other, under the same load as
+// TestSIGHUPRestart spread over them: no connect fails, each old process
+// exits 0 and its pid file names its successor, every client closed with
+// 1012 is back within gateway.drain + 2 s of its node's SIGHUP, and every
+// client ends with every message once, in order.
+func TestRollingRestart(t *testing.T) {
+	cfg := writeConfig(t, restartConfig)
+	flags := []string{"--config", cfg, "--drain", restartDrain.String()}
+	r1 := startRestartable(t, "r1", nil, flags...)
+	r2 := startRestartable(t, "r2", []string{r1.cluster}, flags...)
+	r3 := startRestartable(t, "r3", []string{r1.cluster}, flags...)
+	nodes := []*restartable{r1, r2, r3}
+	awaitStreamsReady(t, 3, nodes...)
+
+	clients := map[string]int{}
+	var urls []string
+	var script []string
+	for _, n := range nodes {
+		clients[n.ws] = 10
+		urls = append(urls, n.ws)
+		script = append(script, n.pidFile+"@"+strings.TrimPrefix(n.http, "http://"))
+	}
+	// The publisher's connection moves to another node when its own
+	// restarts, as a backend's with the cluster's URLs does.
+	load := startRestartLoad(t, clients, urls, strings.Join([]string{r1.nats, r2.nats, r3.nats}, ","), 1200)
+	time.Sleep(time.Second)
+	began := time.Now()
+	cmd := exec.Command("scripts/rolling-restart.sh", append([]string{"-s", "1"}, script...)...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("rolling restart, %v:\n%s", time.Since(began).Round(time.Millisecond), out)
+	if err != nil {
+		t.Fatalf("scripts/rolling-restart.sh: %v", err)
+	}
+	for _, n := range nodes {
+		if err := n.awaitExit(5 * time.Second); err != nil {
+			t.Errorf("%s: the old process exited with %v, want 0", n.name, err)
+		}
+		if pid, err := readPID(n.pidFile); err != nil || pid == n.first.Process.Pid || !alive(pid) {
+			t.Errorf("%s: pid file names %d (%v), want its live successor", n.name, pid, err)
+		}
+	}
+	load.finish()
+	for _, n := range nodes {
+		hup := sighupAt(t, string(out), n.pidFile, n.http)
+		if got := load.backWithin(n.ws, hup, restartDrain+2*time.Second); got != 10 {
+			t.Errorf("%s: %d of its 10 clients were closed with 1012", n.name, got)
+		}
+	}
+}
+
+// sighupAt is when the script's log says it sent SIGHUP to the node of
+// gateway, today.
+func sighupAt(t *testing.T, out, pidFile, gateway string) time.Time {
+	t.Helper()
+	prefix := strings.TrimPrefix(gateway, "http://") + ": SIGHUP"
+	for _, line := range strings.Split(out, "\n") {
+		// rolling-restart: 15:04:05.000 host:port: SIGHUP to PID
+		fields := strings.Fields(line)
+		if len(fields) < 3 || !strings.HasPrefix(strings.Join(fields[2:], " "), prefix) {
+			continue
+		}
+		clock, err := time.ParseInLocation("15:04:05.000", fields[1], time.Local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		return time.Date(now.Year(), now.Month(), now.Day(), clock.Hour(), clock.Minute(), clock.Second(), clock.Nanosecond(), time.Local)
+	}
+	t.Fatalf("no SIGHUP for %s (%s) in the script's output", gateway, pidFile)
+	return time.Time{}
+}
+
+// awaitStreamsReady waits until every node has logged that its history
+// streams are at replicas replicas. (A backend's NATS connection may not
+// use the JetStream API.)
+func awaitStreamsReady(t testing.TB, replicas int, nodes ...*restartable) {
+	t.Helper()
+	want := fmt.Sprintf(`msg="history streams ready" node=%%s replicas=%d`, replicas)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if !n.logged(fmt.Sprintf(want, n.name)) {
+				return fmt.Errorf("%s: history streams not at %d replicas yet", n.name, replicas)
+			}
+		}
+		return nil
+	})
 }

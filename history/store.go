@@ -352,8 +352,14 @@ func (s *Store) Last(ctx context.Context, channel string) (uint64, error) {
 // sent again while it has none.
 const leaderRetry = 250 * time.Millisecond
 
+// leaderAttempt bounds one request that a stream's leader answers. A
+// leader answers within milliseconds; a request can still be lost, as in
+// the moment a server has just started (an in-place restart) and the
+// leader's interest in the API has not reached it yet: it is sent again.
+const leaderAttempt = time.Second
+
 func (s *Store) last(ctx context.Context, r *session.Rule, channel string, req []byte) (uint64, error) {
-	attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+	attempt, cancel := context.WithTimeout(ctx, leaderAttempt)
 	defer cancel()
 	m, err := s.nc.RequestWithContext(attempt, "$JS.API.STREAM.MSG.GET."+s.StreamName(r), req)
 	if err != nil {
@@ -395,9 +401,14 @@ func (s *Store) Has(ctx context.Context, channel string, seq uint64) (bool, erro
 	}
 	req, _ := json.Marshal(map[string]uint64{"seq": seq})
 	for {
-		m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.StreamName(r), req)
-		if err != nil {
+		attempt, cancel := context.WithTimeout(ctx, leaderAttempt)
+		m, err := s.nc.RequestWithContext(attempt, "$JS.API.STREAM.MSG.GET."+s.StreamName(r), req)
+		cancel()
+		if err != nil && ctx.Err() != nil {
 			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if err != nil {
+			continue // lost on the way, or no leader yet: again
 		}
 		var resp struct {
 			Message *struct {
