@@ -899,3 +899,75 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("second Shutdown: %v", err)
 	}
 }
+
+// TestRestart: Restart closes every connection with 1012 "service
+// restart", spread over the period it is given (not all at once, and all
+// of them by its end); a connection made meanwhile is closed with 1012
+// too; it returns once they are all gone, and so does a later Shutdown.
+func TestRestart(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	const count = 20
+	trs := make([]*fakeTransport, count)
+	for i := range trs {
+		trs[i] = &fakeTransport{}
+		c, err := h.Connect(trs[i], Identity{}, netip.Addr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The transport's close is the socket's: the read loop then ends.
+		go func() {
+			for trs[i].closedWith() == nil {
+				time.Sleep(time.Millisecond)
+			}
+			h.ReadEnded(c, nil)
+		}()
+	}
+	const spread = 400 * time.Millisecond
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- h.Restart(context.Background(), spread) }()
+
+	// A little into the spread, some are closed and some are not.
+	time.Sleep(spread / 4)
+	closed := 0
+	for _, tr := range trs {
+		if tr.closedWith() != nil {
+			closed++
+		}
+	}
+	if closed == 0 || closed == count {
+		t.Errorf("%d of %d closed a quarter into the spread; want them spread out", closed, count)
+	}
+	late := &fakeTransport{}
+	if _, err := h.Connect(late, Identity{}, netip.Addr{}); !errors.Is(err, ErrDraining) {
+		t.Errorf("Connect during Restart: %v, want ErrDraining", err)
+	}
+	checkFor(t, 2*time.Second, func() error {
+		if d := late.closedWith(); d == nil || *d != DisconnectRestart {
+			return fmt.Errorf("a connection made during Restart closed with %v, want %v", d, DisconnectRestart)
+		}
+		return nil
+	})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Restart did not return")
+	}
+	if took := time.Since(began); took < spread*3/4 {
+		t.Errorf("Restart returned after %v; its closes were to take about %v", took, spread)
+	}
+	for i, tr := range trs {
+		if d := tr.closedWith(); d == nil || *d != DisconnectRestart {
+			t.Errorf("connection %d closed with %v, want %v", i, d, DisconnectRestart)
+		}
+	}
+	if st := h.Stats(); st.Connections != 0 {
+		t.Fatalf("%d connections after Restart", st.Connections)
+	}
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after Restart: %v", err)
+	}
+}
