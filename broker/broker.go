@@ -148,6 +148,27 @@ func (b *Broker) Start(ctx context.Context, recv Receiver) error {
 	return nil
 }
 
+// Routes across a partition. A peer cut off without a FIN (a network
+// split, a host gone) keeps its route open until the route's pings go
+// unanswered: at the server's ping interval (10 s, 2 missed) that is 20
+// to 30 s, during which the cluster still hands it requests of queue
+// groups (push.api.*, history reads) that nobody answers, and after a heal
+// the dead connection waits for TCP's next retransmit. Pinging every
+// second, a route is closed after about 3 s without an answer, as the
+// node leaves the cluster view after three missed heartbeats.
+const (
+	routePing        = time.Second
+	routeMaxPingsOut = 3
+)
+
+// implicitRouteRetries: a route to a peer learned from another node (not a
+// seed) is tried again this many times, a second apart, after it drops,
+// before it is given up. NATS's default is not to try again at all, so
+// two nodes seeded only with a third stayed apart for good after a
+// partition of half a minute, when their route had dropped while the
+// network was down. A seed is tried for ever.
+const implicitRouteRetries = 3600
+
 func (b *Broker) startServer() error {
 	host, port, err := splitHostPort(b.cfg.Listen)
 	if err != nil {
@@ -212,6 +233,8 @@ func (b *Broker) startServer() error {
 			// route INFO, even without a secret, and this is what it
 			// presents on the routes it learns of (access.go).
 			Username: routeUser, Password: b.cfg.ClusterSecret,
+			PingInterval: routePing, MaxPingsOut: routeMaxPingsOut,
+			ConnectRetries: implicitRouteRetries,
 		}
 		opts.CustomRouterAuthentication = routeAuth{secret: b.cfg.ClusterSecret, log: b.natslog}
 		if b.cfg.TLSCert != "" {

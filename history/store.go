@@ -352,10 +352,13 @@ func (s *Store) Last(ctx context.Context, channel string) (uint64, error) {
 // sent again while it has none.
 const leaderRetry = 250 * time.Millisecond
 
-// leaderAttempt bounds one request that a stream's leader answers. A
-// leader answers within milliseconds; a request can still be lost, as in
-// the moment a server has just started (an in-place restart) and the
-// leader's interest in the API has not reached it yet: it is sent again.
+// leaderAttempt bounds one request that a stream's leader (or, for a
+// direct get, a replica) answers, and each message of a direct get's
+// batch. An answer comes within milliseconds; a request can still be
+// lost, as in the moment a server has just started (an in-place restart)
+// and the leader's interest in the API has not reached it yet, or when
+// the queue group sends it to a replica cut off by a partition whose
+// route is not closed yet: it is sent again.
 const leaderAttempt = time.Second
 
 func (s *Store) last(ctx context.Context, r *session.Rule, channel string, req []byte) (uint64, error) {
@@ -585,6 +588,19 @@ const (
 // batch is one direct get batch of channel's messages from seq from on,
 // and how many more are stored after them.
 func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, uint64, error) {
+	for {
+		out, pending, err := s.batchOnce(ctx, r, channel, from, n)
+		if errors.Is(err, errNoAnswer) && ctx.Err() == nil {
+			continue // lost on the way (a replica just gone, a server just started): again
+		}
+		return out, pending, err
+	}
+}
+
+// errNoAnswer: a direct get's answer stopped coming for leaderAttempt.
+var errNoAnswer = errors.New("history: no answer")
+
+func (s *Store) batchOnce(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, uint64, error) {
 	req, _ := json.Marshal(struct {
 		Seq        uint64 `json:"seq"`
 		NextBySubj string `json:"next_by_subj"`
@@ -601,7 +617,12 @@ func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from
 	}
 	var out []Message
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		attempt, cancel := context.WithTimeout(ctx, leaderAttempt)
+		m, err := sub.NextMsgWithContext(attempt)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return nil, 0, errNoAnswer
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}

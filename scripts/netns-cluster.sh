@@ -23,6 +23,10 @@
 #     --admin-listen 127.0.0.1:6003 --history-dir STATE/nN --pid-file STATE/nN.pid SERVE_ARGS...
 # (the admin page is on the namespace's own loopback:
 # `scripts/netns-cluster.sh exec n1 curl -s 127.0.0.1:6003/api/nodes`).
+# Every node is seeded with n1 only (n2 and n3 learn of each other from
+# it); add the others' route addresses (`up -- --seed
+# nats://SUBNET.2:6222 --seed nats://SUBNET.3:6222`) to seed every node
+# with every peer, as the README advises for production.
 #
 # Environment:
 #   PUSHGRID_NETNS_PREFIX     P, 1 to 13 of A-Z a-z 0-9 _ - (default pgns)
@@ -109,7 +113,7 @@ read_pid() { tr -d "[:space:]" 2>/dev/null <"$1" || true; }
 pids_of() {
 	local p
 	for p in "$(read_pid "$STATE/n$1.pid")" "$(read_pid "$STATE/n$1.launch")"; do
-		alive "$p" && echo "$p"
+		if alive "$p"; then echo "$p"; fi
 	done | sort -u
 }
 
@@ -135,13 +139,18 @@ secret() {
 	elif [[ -s $file ]]; then
 		cat "$file"
 	else
-		(umask 077 && tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 >"$file")
+		# 32 hex digits; od reads exactly 16 bytes (no pipe closed early).
+		(umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$file")
 		cat "$file"
 	fi
 }
 
 cmd_up() {
 	need_root up
+	local tool
+	for tool in setsid timeout od; do
+		command -v "$tool" >/dev/null 2>&1 || die "up needs $tool (util-linux, coreutils)"
+	done
 	if [[ ${1:-} == -- ]]; then
 		shift
 	elif [[ $# -gt 0 ]]; then
@@ -234,7 +243,9 @@ cmd_down() {
 		# Whatever else runs in the namespace (a successor of an
 		# in-place restart, a command of exec).
 		if ns_exists "$ns"; then
-			while read -r p; do alive "$p" && pids+=("$p"); done < <(ip netns pids "$ns" 2>/dev/null || true)
+			while read -r p; do
+				if alive "$p"; then pids+=("$p"); fi
+			done < <(ip netns pids "$ns" 2>/dev/null || true)
 		fi
 	done
 	if ((${#pids[@]} > 0)); then
