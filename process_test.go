@@ -21,6 +21,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary buildBinary built once the tests are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // buildBinary builds pushgrid once per test run.
 func buildBinary(t testing.TB) string {
 	t.Helper()
