@@ -103,7 +103,7 @@ func (s *storm) run(stop <-chan struct{}, ready *sync.WaitGroup) {
 }
 
 func restartStorm(b *testing.B, drain time.Duration, clients int) {
-	p := startRestartable(b, "storm", nil, "--drain", drain.String(), "--max-connections", "20000", "--log-level", "warn")
+	p := startRestartable(b, "storm", nil, "--drain", drain.String(), "--max-connections", "20000")
 	s := &storm{url: p.ws, connects: map[int64]int{}, start: time.Now()}
 	stop := make(chan struct{})
 	var ready, done sync.WaitGroup
