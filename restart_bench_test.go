@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -158,4 +161,68 @@ func restartStorm(b *testing.B, drain time.Duration, clients int) {
 	fmt.Printf("restart storm, %d clients, drain %v: new process serving after %v, old one gone after %v; %d of %d back, the last %v after the SIGHUP; %d refused, %d failed; peak %d connects/s\n",
 		clients, drain, serving.Round(time.Millisecond), exited.Round(time.Millisecond), s.back.Load(), clients,
 		time.Duration(s.lastBack.Load()).Round(time.Millisecond), s.refused.Load(), s.failed.Load(), peak*10)
+}
+
+// BenchmarkRemoteRoster measures what a node spends on the other nodes'
+// connections (their rosters, issue 14: every node keeps every other
+// node's connections with their users and channels), for the capacity
+// estimate of a full mesh: the resident memory of node B before and after
+// node A takes 10,000 clients, each in a channel of its own.
+//
+//	go test -run '^$' -bench RemoteRoster -benchtime 1x .
+func BenchmarkRemoteRoster(b *testing.B) {
+	for range b.N {
+		a := startRestartable(b, "a", nil, "--max-connections", "20000")
+		other := startRestartable(b, "b", []string{a.cluster})
+		time.Sleep(3 * time.Second)
+		before := rss(b, otherPID(b, other))
+		const clients = 10000
+		conns := make([]*gws.Conn, 0, clients)
+		for i := range clients {
+			ev := &wsEvents{frames: make(chan frame, 64), closed: make(chan error, 1)}
+			conn, _, err := gws.NewClient(ev, &gws.ClientOption{Addr: fmt.Sprintf("%s?user=u%d", a.ws, i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			go conn.ReadLoop()
+			_ = conn.WriteString(fmt.Sprintf(`{"type":"join","channel":"room.%d"}`, i))
+			conns = append(conns, conn)
+			go func() {
+				for range ev.frames {
+				}
+			}()
+		}
+		time.Sleep(5 * time.Second) // the deltas reach b; its heap settles
+		after := rss(b, otherPID(b, other))
+		per := float64(after-before) / clients
+		b.ReportMetric(per, "B/remote-conn")
+		fmt.Printf("remote roster: node b's RSS %d → %d KiB with 10,000 connections on node a: %.0f B per remote connection\n", before/1024, after/1024, per)
+		for _, c := range conns {
+			_ = c.WriteClose(1000, nil)
+		}
+	}
+}
+
+func otherPID(b *testing.B, r *restartable) int {
+	pid, err := readPID(r.pidFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pid
+}
+
+// rss is a process's resident memory in bytes.
+func rss(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	b.Fatalf("no VmRSS for %d", pid)
+	return 0
 }
