@@ -655,226 +655,6 @@ func nextChatFrom(c *wsClient, user string, d time.Duration) frame {
 	}
 }
 
-// nsResumer is a client of a history channel that comes back when its
-// connection dies (the server closed it, or drop cut it), joining again
-// with since, and keeps going when it cannot connect: restart_harness's
-// resumer, with a connection the test can cut, failed dials counted
-// rather than errors, and arrival times.
-type nsResumer struct {
-	url, user, channel string
-
-	mu       sync.Mutex
-	conn     *gws.Conn
-	ns       []int       // the n of every news frame, in order of arrival
-	arrived  []time.Time // and when each came
-	lastSeq  uint64
-	dials    int // failed dials
-	closes   []time.Time
-	rejoins  []string // what each join with since answered, and when
-	errs     []string
-	joinedUp bool
-	done     chan struct{}
-}
-
-func startNsResumer(url, user, channel string, stop <-chan struct{}, joined chan<- struct{}) *nsResumer {
-	r := &nsResumer{url: url, user: user, channel: channel, done: make(chan struct{})}
-	go r.run(stop, joined)
-	return r
-}
-
-func (r *nsResumer) fail(format string, args ...any) {
-	r.mu.Lock()
-	r.errs = append(r.errs, fmt.Sprintf(format, args...))
-	r.mu.Unlock()
-}
-
-func (r *nsResumer) run(stop <-chan struct{}, joined chan<- struct{}) {
-	defer close(r.done)
-	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		ev := &wsEvents{frames: make(chan frame, 4096), closed: make(chan error, 1)}
-		conn, _, err := gws.NewClient(ev, &gws.ClientOption{Addr: r.url + "?user=" + r.user, HandshakeTimeout: 5 * time.Second,
-			NewDialer: func() (gws.Dialer, error) { return &net.Dialer{Timeout: 2 * time.Second}, nil }})
-		if err != nil {
-			r.mu.Lock()
-			r.dials++
-			r.mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		}
-		r.mu.Lock()
-		r.conn = conn
-		r.mu.Unlock()
-		go conn.ReadLoop()
-		if !r.session(conn, ev, stop, joined) {
-			_ = conn.WriteClose(1000, nil)
-			return
-		}
-	}
-	r.fail("still running after 3 minutes")
-}
-
-// session joins (with since after the first time) and reads news until
-// the connection dies (true: connect again) or stop (false).
-func (r *nsResumer) session(conn *gws.Conn, ev *wsEvents, stop <-chan struct{}, joined chan<- struct{}) bool {
-	var sent time.Time
-	var since uint64
-	join := func() {
-		j := map[string]any{"type": "join", "channel": r.channel, "id": "j"}
-		r.mu.Lock()
-		since = r.lastSeq
-		r.mu.Unlock()
-		if since > 0 {
-			j["since"] = since
-		}
-		b, _ := json.Marshal(j)
-		sent = time.Now()
-		_ = conn.WriteString(string(b))
-	}
-	handle := func(f frame) {
-		switch {
-		case f["id"] == "j" && f.str("type") == "joined":
-			if since > 0 {
-				r.mu.Lock()
-				r.rejoins = append(r.rejoins, fmt.Sprintf("since %d at %s: seq %v recovered %v in %v", since,
-					sent.Format("15:04:05.000"), f["seq"], f["recovered"], time.Since(sent).Round(time.Millisecond)))
-				r.mu.Unlock()
-				if f["recovered"] != true {
-					r.fail("join since %d: not recovered: %v", since, f)
-				}
-			}
-			r.mu.Lock()
-			first := !r.joinedUp
-			r.joinedUp = true
-			r.mu.Unlock()
-			if first {
-				joined <- struct{}{}
-			}
-		case f["id"] == "j" && f.str("type") == "error" && f.str("code") == "unavailable":
-			r.mu.Lock()
-			r.rejoins = append(r.rejoins, fmt.Sprintf("since %d at %s: unavailable after %v", since,
-				sent.Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond)))
-			r.mu.Unlock()
-			time.Sleep(200 * time.Millisecond)
-			join()
-		case f["id"] == "j":
-			r.fail("join: %v", f)
-		case f.str("type") == "news":
-			n, _ := f["n"].(float64)
-			r.mu.Lock()
-			r.ns = append(r.ns, int(n))
-			r.arrived = append(r.arrived, time.Now())
-			r.lastSeq = max(r.lastSeq, seqOf(f))
-			r.mu.Unlock()
-		}
-	}
-	join()
-	for {
-		select {
-		case <-stop:
-			return false
-		case <-ev.closed:
-			for drained := false; !drained; { // frames read before the close
-				select {
-				case f := <-ev.frames:
-					handle(f)
-				default:
-					drained = true
-				}
-			}
-			r.mu.Lock()
-			r.closes = append(r.closes, time.Now())
-			r.conn = nil
-			r.mu.Unlock()
-			return true
-		case f := <-ev.frames:
-			handle(f)
-		}
-	}
-}
-
-// drop cuts the client's connection, as a network that fails does: the
-// client connects again and resumes.
-func (r *nsResumer) drop() {
-	r.mu.Lock()
-	conn := r.conn
-	r.mu.Unlock()
-	if conn != nil {
-		_ = conn.NetConn().Close()
-	}
-}
-
-func (r *nsResumer) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.ns)
-}
-
-func (r *nsResumer) seq() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastSeq
-}
-
-// firstAfter is when r got its first message after at (zero if none).
-func (r *nsResumer) firstAfter(at time.Time) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(r.arrived, at, func(a, b time.Time) int { return a.Compare(b) })
-	if i == len(r.arrived) {
-		return time.Time{}
-	}
-	return r.arrived[i]
-}
-
-// check reports what is wrong with what r received: every message of
-// 1..total exactly once, in order, and no error on the way.
-func (r *nsResumer) check(total int) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.errs) > 0 {
-		return fmt.Errorf("%s: %s", r.user, strings.Join(r.errs, "; "))
-	}
-	for i, n := range r.ns {
-		if n != i+1 {
-			return fmt.Errorf("%s: message %d is n=%d (of %d received; %d reconnects)", r.user, i+1, n, len(r.ns), len(r.closes))
-		}
-	}
-	if len(r.ns) != total {
-		return fmt.Errorf("%s: %d messages, want %d", r.user, len(r.ns), total)
-	}
-	return nil
-}
-
-// longestGap is the longest time between two messages r got, and when it
-// began.
-func (r *nsResumer) longestGap() (time.Duration, time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var gap time.Duration
-	var at time.Time
-	for i := 1; i < len(r.arrived); i++ {
-		if d := r.arrived[i].Sub(r.arrived[i-1]); d > gap {
-			gap, at = d, r.arrived[i-1]
-		}
-	}
-	return gap, at
-}
-
-func (r *nsResumer) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return fmt.Sprintf("%s: %d messages, %d reconnects, %d failed dials, rejoins %q", r.user, len(r.ns), len(r.closes), r.dials, r.rejoins)
-}
-
 // TestNetnsPartition: a backend publishes to a history channel through
 // n1 at 100 msg/s (push.api.publish with ids, retried until stored) while
 // n3 is cut off for 10 s, then healed. The clients on n1 and n2 get every
@@ -898,10 +678,10 @@ func TestNetnsPartition(t *testing.T) {
 
 	stop := make(chan struct{})
 	joined := make(chan struct{}, 16)
-	start := func(i int, user string) *nsResumer { return startNsResumer(c.ws(i), user, channel, stop, joined) }
-	majority := []*nsResumer{start(1, "r1a"), start(1, "r1b"), start(2, "r2a"), start(2, "r2b")}
+	start := func(i int, user string) *resumer { return startResumer(c.ws(i), user, channel, stop, joined) }
+	majority := []*resumer{start(1, "r1a"), start(1, "r1b"), start(2, "r2a"), start(2, "r2b")}
 	kept, cutDuring, cutAfter := start(3, "r3kept"), start(3, "r3cut-during"), start(3, "r3cut-after")
-	minority := []*nsResumer{kept, cutDuring, cutAfter}
+	minority := []*resumer{kept, cutDuring, cutAfter}
 	all := append(slices.Clone(majority), minority...)
 	t.Cleanup(func() {
 		select {
@@ -973,7 +753,7 @@ func TestNetnsPartition(t *testing.T) {
 		t.Fatal("the publisher did not finish")
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if !slices.ContainsFunc(all, func(r *nsResumer) bool { return r.count() < total }) {
+		if !slices.ContainsFunc(all, func(r *resumer) bool { return r.count() < total }) {
 			break
 		}
 	}

@@ -106,6 +106,9 @@ func (l *restartLoad) finish() {
 		if err := r.check(l.total); err != nil {
 			t.Error(err)
 		}
+		if r.dials > 0 {
+			t.Errorf("%v", r) // a failed connect
+		}
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,20 +271,27 @@ func connectOnce(url string) error {
 	}
 }
 
-// resumer is a client of a history channel that comes back at once when
-// the server closes it, and resumes with since: what a pushgrid.js client
-// does.
+// resumer is a client of a history channel that comes back when its
+// connection ends (the server closed it with 1012, say, or drop cut it),
+// joining again with since, and keeps trying when it cannot connect (a
+// partition): what a pushgrid.js client does. It records what it got and
+// when, for the restart and partition tests.
 type resumer struct {
 	url, user, channel string
 
-	mu      sync.Mutex
-	ns      []int // the n of every news frame, in order of arrival
-	lastSeq uint64
-	closes  []time.Time // when the server closed it
-	codes   []uint16
-	backs   []time.Time // when it had joined again after a close
-	errs    []string
-	done    chan struct{}
+	mu       sync.Mutex
+	conn     *gws.Conn
+	ns       []int       // the n of every news frame, in order of arrival
+	arrived  []time.Time // and when each came
+	lastSeq  uint64
+	dials    int         // failed dials
+	closes   []time.Time // when its connection ended
+	codes    []uint16    // with which close code (0: none, the socket died)
+	backs    []time.Time // when it had joined again after a close
+	rejoins  []string    // what each join with since answered, and when
+	errs     []string
+	joinedUp bool
+	done     chan struct{}
 }
 
 func startResumer(url, user, channel string, stop <-chan struct{}, joined chan<- struct{}) *resumer {
@@ -299,41 +308,94 @@ func (r *resumer) fail(format string, args ...any) {
 
 func (r *resumer) run(stop <-chan struct{}, joined chan<- struct{}) {
 	defer close(r.done)
-	for attempt := 0; attempt < 100; attempt++ {
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		ev := &wsEvents{frames: make(chan frame, 1024), closed: make(chan error, 1)}
-		conn, _, err := gws.NewClient(ev, &gws.ClientOption{Addr: r.url + "?user=" + r.user, HandshakeTimeout: 15 * time.Second})
+		ev := &wsEvents{frames: make(chan frame, 4096), closed: make(chan error, 1)}
+		// A short dial (a partitioned node does not answer) and a long
+		// handshake (a restarting node answers once it serves).
+		conn, _, err := gws.NewClient(ev, &gws.ClientOption{Addr: r.url + "?user=" + r.user, HandshakeTimeout: 15 * time.Second,
+			NewDialer: func() (gws.Dialer, error) { return &net.Dialer{Timeout: 2 * time.Second}, nil }})
 		if err != nil {
-			r.fail("dial: %v", err)
-			time.Sleep(100 * time.Millisecond)
+			r.mu.Lock()
+			r.dials++
+			r.mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 			continue
 		}
+		r.mu.Lock()
+		r.conn = conn
+		r.mu.Unlock()
 		go conn.ReadLoop()
 		if !r.session(conn, ev, stop, joined) {
 			_ = conn.WriteClose(1000, nil)
 			return
 		}
-		joined = nil
 	}
-	r.fail("more than 100 connections")
+	r.fail("still running after 3 minutes")
 }
 
 // session joins (with since after the first time) and reads news until
-// the server closes the connection (true: connect again) or stop (false).
+// the connection ends (true: connect again) or stop (false).
 func (r *resumer) session(conn *gws.Conn, ev *wsEvents, stop <-chan struct{}, joined chan<- struct{}) bool {
+	var sent time.Time
+	var since uint64
 	join := func() {
 		j := map[string]any{"type": "join", "channel": r.channel, "id": "j"}
 		r.mu.Lock()
-		if r.lastSeq > 0 {
-			j["since"] = r.lastSeq
-		}
+		since = r.lastSeq
 		r.mu.Unlock()
+		if since > 0 {
+			j["since"] = since
+		}
 		b, _ := json.Marshal(j)
+		sent = time.Now()
 		_ = conn.WriteString(string(b))
+	}
+	handle := func(f frame) {
+		switch {
+		case f["id"] == "j" && f.str("type") == "joined":
+			r.mu.Lock()
+			if len(r.closes) > len(r.backs) {
+				r.backs = append(r.backs, time.Now())
+			}
+			if since > 0 {
+				r.rejoins = append(r.rejoins, fmt.Sprintf("since %d at %s: seq %v recovered %v in %v", since,
+					sent.Format("15:04:05.000"), f["seq"], f["recovered"], time.Since(sent).Round(time.Millisecond)))
+			}
+			first := !r.joinedUp
+			r.joinedUp = true
+			r.mu.Unlock()
+			if since > 0 && f["recovered"] != true {
+				r.fail("join since %d: not recovered: %v", since, f)
+			}
+			if first && joined != nil {
+				joined <- struct{}{}
+			}
+		case f["id"] == "j" && f.str("type") == "error" && f.str("code") == "unavailable":
+			r.mu.Lock()
+			r.rejoins = append(r.rejoins, fmt.Sprintf("since %d at %s: unavailable after %v", since,
+				sent.Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond)))
+			r.mu.Unlock()
+			time.Sleep(200 * time.Millisecond)
+			join()
+		case f["id"] == "j":
+			r.fail("join: %v", f)
+		case f.str("type") == "news":
+			n, _ := f["n"].(float64)
+			r.mu.Lock()
+			r.ns = append(r.ns, int(n))
+			r.arrived = append(r.arrived, time.Now())
+			r.lastSeq = max(r.lastSeq, seqOf(f))
+			r.mu.Unlock()
+		}
 	}
 	join()
 	for {
@@ -341,11 +403,10 @@ func (r *resumer) session(conn *gws.Conn, ev *wsEvents, stop <-chan struct{}, jo
 		case <-stop:
 			return false
 		case err := <-ev.closed:
-			// Frames read before the close may still be queued.
-			for drained := false; !drained; {
+			for drained := false; !drained; { // frames read before the close
 				select {
 				case f := <-ev.frames:
-					joined = r.handle(f, joined, join)
+					handle(f)
 				default:
 					drained = true
 				}
@@ -358,45 +419,24 @@ func (r *resumer) session(conn *gws.Conn, ev *wsEvents, stop <-chan struct{}, jo
 			r.mu.Lock()
 			r.closes = append(r.closes, time.Now())
 			r.codes = append(r.codes, code)
+			r.conn = nil
 			r.mu.Unlock()
 			return true
 		case f := <-ev.frames:
-			joined = r.handle(f, joined, join)
+			handle(f)
 		}
 	}
 }
 
-// handle takes one frame of a session; it returns joined, or nil once it
-// has been told.
-func (r *resumer) handle(f frame, joined chan<- struct{}, join func()) chan<- struct{} {
-	switch {
-	case f["id"] == "j" && f.str("type") == "joined":
-		r.mu.Lock()
-		since := r.lastSeq
-		if len(r.closes) > len(r.backs) {
-			r.backs = append(r.backs, time.Now())
-		}
-		r.mu.Unlock()
-		if since > 0 && f["recovered"] != true {
-			r.fail("join since %d: not recovered: %v", since, f)
-		}
-		if joined != nil {
-			joined <- struct{}{}
-			joined = nil
-		}
-	case f["id"] == "j" && f.str("type") == "error" && f.str("code") == "unavailable":
-		time.Sleep(200 * time.Millisecond)
-		join()
-	case f["id"] == "j":
-		r.fail("join: %v", f)
-	case f.str("type") == "news":
-		n, _ := f["n"].(float64)
-		r.mu.Lock()
-		r.ns = append(r.ns, int(n))
-		r.lastSeq = max(r.lastSeq, seqOf(f))
-		r.mu.Unlock()
+// drop cuts the client's connection, as a network that fails does: the
+// client connects again and resumes.
+func (r *resumer) drop() {
+	r.mu.Lock()
+	conn := r.conn
+	r.mu.Unlock()
+	if conn != nil {
+		_ = conn.NetConn().Close()
 	}
-	return joined
 }
 
 // count is how many news frames r has had.
@@ -404,6 +444,39 @@ func (r *resumer) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.ns)
+}
+
+// seq is the last seq r has had.
+func (r *resumer) seq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastSeq
+}
+
+// firstAfter is when r got its first message after at (zero if none).
+func (r *resumer) firstAfter(at time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(r.arrived, at, func(a, b time.Time) int { return a.Compare(b) })
+	if i == len(r.arrived) {
+		return time.Time{}
+	}
+	return r.arrived[i]
+}
+
+// longestGap is the longest time between two messages r got, and when it
+// began.
+func (r *resumer) longestGap() (time.Duration, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gap time.Duration
+	var at time.Time
+	for i := 1; i < len(r.arrived); i++ {
+		if d := r.arrived[i].Sub(r.arrived[i-1]); d > gap {
+			gap, at = d, r.arrived[i-1]
+		}
+	}
+	return gap, at
 }
 
 // check reports what is wrong with what r received: every message of
@@ -423,6 +496,12 @@ func (r *resumer) check(total int) error {
 		return fmt.Errorf("%s: %d messages, want %d", r.user, len(r.ns), total)
 	}
 	return nil
+}
+
+func (r *resumer) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("%s: %d messages, %d reconnects, %d failed dials, rejoins %q", r.user, len(r.ns), len(r.closes), r.dials, r.rejoins)
 }
 
 // durablePublisher publishes total news messages (n = 1..total) to channel
