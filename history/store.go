@@ -352,14 +352,14 @@ func (s *Store) Last(ctx context.Context, channel string) (uint64, error) {
 // sent again while it has none.
 const leaderRetry = 250 * time.Millisecond
 
-// leaderAttempt bounds one request that a stream's leader (or, for a
-// direct get, a replica) answers, and each message of a direct get's
-// batch. An answer comes within milliseconds; a request can still be
-// lost, as in the moment a server has just started (an in-place restart)
-// and the leader's interest in the API has not reached it yet, or when
-// the queue group sends it to a replica cut off by a partition whose
-// route is not closed yet: it is sent again.
-const leaderAttempt = time.Second
+// leaderAttempt bounds one request that a stream's leader answers. A
+// leader answers within milliseconds; a request can still be lost, as in
+// the moment a server has just started and the leader's interest in the
+// API has not reached it yet: it is sent again. (Not shorter: under load
+// a slow answer would be asked for again and again, each time adding to
+// the load. A direct get, whose answer is a batch of messages, waits for
+// its answer instead: asking again would throw the first one away.)
+const leaderAttempt = 2 * time.Second
 
 func (s *Store) last(ctx context.Context, r *session.Rule, channel string, req []byte) (uint64, error) {
 	attempt, cancel := context.WithTimeout(ctx, leaderAttempt)
@@ -411,7 +411,13 @@ func (s *Store) Has(ctx context.Context, channel string, seq uint64) (bool, erro
 			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		if err != nil {
-			continue // lost on the way, or no leader yet: again
+			// Lost on the way, or no leader yet: again.
+			select {
+			case <-ctx.Done():
+				return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+			case <-time.After(leaderRetry):
+			}
+			continue
 		}
 		var resp struct {
 			Message *struct {
@@ -588,19 +594,6 @@ const (
 // batch is one direct get batch of channel's messages from seq from on,
 // and how many more are stored after them.
 func (s *Store) batch(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, uint64, error) {
-	for {
-		out, pending, err := s.batchOnce(ctx, r, channel, from, n)
-		if errors.Is(err, errNoAnswer) && ctx.Err() == nil {
-			continue // lost on the way (a replica just gone, a server just started): again
-		}
-		return out, pending, err
-	}
-}
-
-// errNoAnswer: a direct get's answer stopped coming for leaderAttempt.
-var errNoAnswer = errors.New("history: no answer")
-
-func (s *Store) batchOnce(ctx context.Context, r *session.Rule, channel string, from uint64, n int) ([]Message, uint64, error) {
 	req, _ := json.Marshal(struct {
 		Seq        uint64 `json:"seq"`
 		NextBySubj string `json:"next_by_subj"`
@@ -617,12 +610,7 @@ func (s *Store) batchOnce(ctx context.Context, r *session.Rule, channel string, 
 	}
 	var out []Message
 	for {
-		attempt, cancel := context.WithTimeout(ctx, leaderAttempt)
-		m, err := sub.NextMsgWithContext(attempt)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			return nil, 0, errNoAnswer
-		}
+		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
