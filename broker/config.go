@@ -109,6 +109,10 @@ type Status struct {
 	Received  uint64 `json:"received,omitempty"`
 	Delivered uint64 `json:"delivered,omitempty"`
 	Version   string `json:"version,omitempty"`
+	// Routes is how many peer nodes the node's embedded NATS server has a
+	// route to (-1 with an external NATS, nats.url): in a partition each
+	// side's nodes say they reach only their own side.
+	Routes int `json:"routes"`
 }
 
 func (c *Config) setDefaults() {

@@ -549,7 +549,10 @@ func (n *Node) HistoryReplicas() int {
 func (n *Node) status() broker.Status {
 	conns, chans := n.hub.Counts()
 	in, out := n.hub.Traffic()
-	st := broker.Status{Connections: conns, Channels: chans, Received: in, Delivered: out, Version: n.version}
+	st := broker.Status{Connections: conns, Channels: chans, Received: in, Delivered: out, Version: n.version, Routes: -1}
+	if n.broker.Server() != nil {
+		st.Routes = n.broker.Routes()
+	}
 	if a := n.gateway.Addr(); a != nil {
 		st.Gateway = a.String()
 	}
@@ -569,12 +572,13 @@ func (n *Node) clusterView() any {
 		Delivered   uint64 `json:"delivered"`
 		UptimeS     int64  `json:"uptime_s"`
 		Version     string `json:"version,omitempty"`
+		Routes      int    `json:"routes"` // peers it has a route to; -1 on an external NATS
 		LastSeen    string `json:"last_seen"`
 	}
 	now := time.Now()
 	view := func(b broker.Node, status string) nodeView {
 		v := nodeView{Node: b.Name, Status: status, Gateway: b.Gateway, Connections: b.Connections, Channels: b.Channels,
-			Received: b.Received, Delivered: b.Delivered, Version: b.Version, LastSeen: b.At.UTC().Format(time.RFC3339Nano)}
+			Received: b.Received, Delivered: b.Delivered, Version: b.Version, Routes: b.Routes, LastSeen: b.At.UTC().Format(time.RFC3339Nano)}
 		if !b.Started.IsZero() && status == "up" {
 			v.UptimeS = int64(now.Sub(b.Started).Seconds())
 		}

@@ -90,6 +90,7 @@ function renderNodes(view) {
       ["name", n.node], ["status status-" + n.status, n.status + since],
       ["connections", n.status === "up" ? n.connections : ""], ["channels", n.status === "up" ? n.channels : ""],
       ["in", r ? r.in.toFixed(1) : ""], ["out", r ? r.out.toFixed(1) : ""],
+      ["routes", n.status === "up" && n.routes >= 0 ? n.routes : ""],
       ["uptime", uptime(n.uptime_s)], ["version", n.version || ""], ["gateway", n.gateway || ""],
     ];
     for (const [cls, text] of cells) tr.appendChild(el("td", String(text), cls));
