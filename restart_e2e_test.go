@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// restartConfig: the channel the restart tests publish to keeps enough
-// history for a client away for a few seconds at 100 msg/s.
+// restartConfig: the channel the restart and partition tests publish to
+// keeps enough history for a client away for a few seconds at 100 msg/s,
+// and announces no joins (which would be stored too).
 const restartConfig = `
 [[channels]]
 pattern = "long.>"

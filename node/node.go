@@ -388,12 +388,18 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return n.shutErr
 }
 
-func (n *Node) shutdown(ctx context.Context) error {
+// claimStop makes a Start from now on fail, and reports whether the node
+// had started: Shutdown and Handover have something to stop.
+func (n *Node) claimStop() bool {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	started := n.started
-	n.started = true // a Start from now on fails
-	n.mu.Unlock()
-	if !started {
+	n.started = true
+	return started
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
+	if !n.claimStop() {
 		return nil
 	}
 	n.gateway.StopAccepting(ctx)
@@ -451,11 +457,7 @@ func (n *Node) Handover(ctx context.Context) error {
 }
 
 func (n *Node) handover(ctx context.Context) error {
-	n.mu.Lock()
-	started := n.started
-	n.started = true
-	n.mu.Unlock()
-	if !started {
+	if !n.claimStop() {
 		return nil
 	}
 	n.gateway.StopAccepting(ctx)
