@@ -64,7 +64,8 @@ type Gateway struct {
 	handoffs  []*handoff     // guarded by mu; what each worker gives net/http
 	serving   sync.WaitGroup
 
-	ready    atomic.Bool // true between Start and StopAccepting
+	ready    atomic.Bool // true between Start and StopAccepting or HandOver: /readyz answers 200
+	closed   atomic.Bool // true until Start and after StopAccepting: handshakes are answered 503
 	stopOnce sync.Once
 }
 
@@ -82,6 +83,7 @@ func New(cfg Config, hub *session.Hub) (*Gateway, error) {
 	if g.maxConns == 0 {
 		g.maxConns = MaxConnectionsFor(openFileLimit())
 	}
+	g.closed.Store(true)
 	g.upgrader = gws.NewUpgrader(&events{hub: hub, wsConns: &g.wsConns}, g.wsOptions(func() gws.SessionStorage { return new(connRef) }))
 	g.edge = gws.NewUpgrader(edgeEvents{}, g.wsOptions(func() gws.SessionStorage { return new(edgeRef) }))
 	registry, err := newRegistry(g, cfg.Metrics)
@@ -319,6 +321,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	g.closed.Store(false)
 	g.ready.Store(true)
 	return nil
 }
@@ -334,12 +337,24 @@ func (g *Gateway) Addr() net.Addr {
 }
 
 // StopAccepting takes the gateway out of service: /readyz turns 503, the
-// listeners close at once (new clients go to other nodes), and net/http's
-// connections are closed once idle. WebSockets already open go on: the
-// hub's Shutdown drains and closes them. It is safe to call more than
-// once.
-func (g *Gateway) StopAccepting(ctx context.Context) {
+// listeners close at once (new clients go to other nodes), handshakes
+// still arriving on connections accepted before are answered 503, and
+// net/http's connections are closed once idle. WebSockets already open go
+// on: the hub's Shutdown drains and closes them. It is safe to call more
+// than once, and after HandOver.
+func (g *Gateway) StopAccepting(ctx context.Context) { g.stopListening(ctx, true) }
+
+// HandOver is StopAccepting for a process whose listeners another process
+// took over (an in-place restart): the shared sockets' new connections go
+// to that process alone once these close, and a handshake on a connection
+// this process accepted just before is still served, not refused, since
+// its client did nothing wrong: the hub, restarting, welcomes it and
+// closes it with 1012 so that it comes back to the new process.
+func (g *Gateway) HandOver(ctx context.Context) { g.stopListening(ctx, false) }
+
+func (g *Gateway) stopListening(ctx context.Context, refuse bool) {
 	g.stopOnce.Do(func() {
+		g.closed.Store(refuse)
 		g.ready.Store(false)
 		g.mu.Lock()
 		for _, l := range g.listeners {
@@ -439,7 +454,7 @@ func clientIP(r *http.Request, g *Gateway) netip.Addr { return sticky.ClientIP(r
 // admit decides, before the upgrade, whether a request may connect and
 // who it is.
 func (g *Gateway) admit(r *http.Request) (session.Identity, *HTTPError) {
-	if !g.ready.Load() {
+	if g.closed.Load() {
 		return session.Identity{}, &HTTPError{http.StatusServiceUnavailable, "the node is shutting down"}
 	}
 	if !g.origins.allows(r) {

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -152,5 +155,59 @@ func TestAdminServer(t *testing.T) {
 	srv.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/api/stats", nil))
 	if rec.Code != 200 {
 		t.Fatalf("/api/stats through the admin server: %d", rec.Code)
+	}
+}
+
+// TestHandOverServesAcceptedHandshakes: a connection the gateway accepted
+// before HandOver, whose upgrade request arrives after, is upgraded, not
+// refused: in an in-place restart its client did nothing wrong (the CI run
+// that found this counted one failed connect in 486). After StopAccepting
+// the same late handshake is answered 503, and both close the listener.
+func TestHandOverServesAcceptedHandshakes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop func(*Gateway, context.Context)
+		want int
+	}{
+		{"HandOver", (*Gateway).HandOver, http.StatusSwitchingProtocols},
+		{"StopAccepting", (*Gateway).StopAccepting, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGatewayWith(t, Config{}, session.Config{})
+			addr := g.Addr().String()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// The request's first line goes out now and the rest after the
+			// stop: its handshake is under way when the listener closes.
+			br := bufio.NewReader(conn)
+			first, rest, _ := strings.Cut(upgradeRequest, "\r\n")
+			if _, err := io.WriteString(conn, first+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); g.open.Load() == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the connection was never accepted")
+				}
+			}
+			tc.stop(g, context.Background())
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				t.Fatal("the listener still accepts")
+			}
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(conn, rest); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.want {
+				t.Fatalf("late handshake: %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
 	}
 }

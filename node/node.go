@@ -460,7 +460,7 @@ func (n *Node) handover(ctx context.Context) error {
 	if !n.claimStop() {
 		return nil
 	}
-	n.gateway.StopAccepting(ctx)
+	n.gateway.HandOver(ctx)
 	if n.adminLn != nil {
 		_ = n.admin.Close()
 		n.adminRun.Wait()
