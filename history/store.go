@@ -220,7 +220,12 @@ func (s *Store) StepDown(ctx context.Context, server string) error {
 		}
 		name := s.StreamName(r)
 		for stepped := false; ; {
-			st, err := s.js.Stream(ctx, name)
+			// The leader answers a stream's info; while the leadership
+			// moves a request can go unanswered, and waiting out ctx for
+			// it (a CI run lost 3 s so) delays the whole handover.
+			st, err := retryLost(ctx, leaderAttempt/4, func(ctx context.Context) (jetstream.Stream, error) {
+				return s.js.Stream(ctx, name)
+			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("history stream %s: %w", name, err))
 				break
@@ -246,6 +251,25 @@ func (s *Store) StepDown(ctx context.Context, server string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// retryLost calls fn with a context bounded by attempt, and again after
+// leaderRetry while a call's own bound ends it (its answer was lost) and
+// ctx lasts. Any other error ends it at once.
+func retryLost[T any](ctx context.Context, attempt time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		v, err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(leaderRetry):
+		}
+	}
 }
 
 // Replicas is the replica count Ensure last set, 0 before it succeeded.

@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -143,5 +144,47 @@ func TestPublishIDPerChannel(t *testing.T) {
 	}
 	if got, _ := s.Since(ctx, "h.b", 1, 0, 0); len(got) != 1 {
 		t.Fatalf("h.b holds %d messages, want 1", len(got))
+	}
+}
+
+// TestRetryLost: a call whose answer is lost (it runs into its own bound)
+// is made again while the whole bound lasts, so one lost answer costs one
+// attempt, not the whole wait (StepDown lost 3 s of a handover so in CI);
+// any other error, and the end of ctx, end it at once.
+func TestRetryLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := 0
+	v, err := retryLost(ctx, 50*time.Millisecond, func(actx context.Context) (int, error) {
+		calls++
+		if calls == 1 {
+			<-actx.Done() // the answer is lost
+			return 0, fmt.Errorf("stream info: %w", actx.Err())
+		}
+		return 7, nil
+	})
+	if err != nil || v != 7 || calls != 2 {
+		t.Fatalf("got %d, %v after %d calls, want 7 after 2", v, err, calls)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the lost answer used up the whole wait")
+	}
+
+	calls = 0
+	refused := errors.New("stream not found")
+	if _, err := retryLost(ctx, 50*time.Millisecond, func(context.Context) (int, error) {
+		calls++
+		return 0, refused
+	}); !errors.Is(err, refused) || calls != 1 {
+		t.Fatalf("an answer that is an error: %v after %d calls, want it after 1", err, calls)
+	}
+
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := retryLost(short, 50*time.Millisecond, func(actx context.Context) (int, error) {
+		<-actx.Done()
+		return 0, actx.Err()
+	}); !errors.Is(err, context.DeadlineExceeded) || short.Err() == nil {
+		t.Fatalf("every answer lost: %v before the bound ended", err)
 	}
 }
