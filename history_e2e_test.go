@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,56 @@ func awaitHistory(t testing.TB, n *testNode, replicas int) {
 func seqOf(f frame) uint64 {
 	n, _ := f["seq"].(float64)
 	return uint64(n)
+}
+
+// newsUntil reads c's "news" frames, checking that their seqs increase,
+// until one has n=last or none comes for quiet; it returns their n fields.
+func newsUntil(c *wsClient, last int, quiet time.Duration) []int {
+	var ns []int
+	var seq uint64
+	for {
+		select {
+		case f := <-c.frames:
+			if f.str("type") != "news" {
+				continue
+			}
+			if s := seqOf(f); s <= seq {
+				c.t.Fatalf("news frame %v: seq %d after %d", f, s, seq)
+			}
+			seq = seqOf(f)
+			n, _ := f["n"].(float64)
+			ns = append(ns, int(n))
+			if int(n) == last {
+				return ns
+			}
+		case <-time.After(quiet):
+			return ns
+		}
+	}
+}
+
+// seqRange is from, from+1, ..., to.
+func seqRange(from, to int) []int {
+	var r []int
+	for i := from; i <= to; i++ {
+		r = append(r, i)
+	}
+	return r
+}
+
+// describeRun says what ns, which should count up by one, holds: its
+// first and last and where it skips or repeats.
+func describeRun(ns []int) string {
+	if len(ns) == 0 {
+		return "none"
+	}
+	var odd []string
+	for k := 1; k < len(ns) && len(odd) < 10; k++ {
+		if ns[k] != ns[k-1]+1 {
+			odd = append(odd, fmt.Sprintf("%d then %d", ns[k-1], ns[k]))
+		}
+	}
+	return fmt.Sprintf("n=%d..%d, breaks: %v", ns[0], ns[len(ns)-1], odd)
 }
 
 // news reads the next count "news" frames of c, checks their seqs
@@ -212,11 +263,9 @@ func TestHistoryReplayUnderLoad(t *testing.T) {
 	}
 	<-done
 	for i, c := range joiners {
-		got, _ := news(t, c, total-1)
-		for k, n := range got {
-			if n != k+2 {
-				t.Fatalf("joiner %d: message %d is n=%d; got %v", i, k, n, got)
-			}
+		if got := newsUntil(c, total, 5*time.Second); !slices.Equal(got, seqRange(2, total)) {
+			t.Fatalf("joiner %d (on %s): got %d of %d messages, want n=2..%d once each in order; %s",
+				i, c.welcome.str("node"), len(got), total-1, total, describeRun(got))
 		}
 	}
 

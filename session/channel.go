@@ -49,9 +49,21 @@ type channel struct {
 	// is recovering, which is the fanout's fast path.
 	recovering map[*Conn]*heldBatches
 
-	qmu     sync.Mutex // guards out, lastSeq and refilling
+	qmu     sync.Mutex // guards out, lastSeq, liveFrom, baseline and refilling
 	out     *fanout    // while messages are on their way; nil when none is
 	lastSeq uint64     // a history channel's newest stored message delivered
+	// liveFrom, once lastSeq is set, is the seq after which every stored
+	// message of the channel reaches its members here, live or refilled:
+	// the first one that came live followed it, a refill began there, or
+	// a replay ended there. A joiner whose replay ended before it lacks
+	// what lies between: the node's subscription to the channel is new,
+	// and a message the stream republished before the subscription's
+	// interest reached it never comes (release reports the gap).
+	liveFrom uint64
+	// baseline, while nothing has come live (lastSeq 0), is the lowest seq
+	// a released joiner's replay ended with: the first message that comes
+	// is checked against it for a gap.
+	baseline uint64
 	// refilling, not nil while messages the live feed missed are read from
 	// the store, holds the stored messages that came meanwhile (refill).
 	refilling []storedMsg
@@ -380,13 +392,41 @@ func (ch *channel) hold(c *Conn) bool {
 // missed meanwhile whose seq is above last, what the replay ended with;
 // from then on it gets every batch, but for frames at or below last still
 // on their way (the bus's, a refill's), which it got in the replay.
-func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) {
+//
+// When the channel's messages reach this node only from a seq above last
+// (liveFrom), c would miss those between: release then sends nothing,
+// keeps the hold and returns liveFrom; the caller reads the messages up
+// to it from the store, adds them to frames and calls release again.
+func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) (gapTo uint64) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	held := ch.recovering[c]
 	if held == nil || held.released {
-		return // c left meanwhile
+		return 0 // c left meanwhile
 	}
+	// Checked, and the channel's marks moved, under qmu at once: the first
+	// live message (advance) either came before and set liveFrom, or comes
+	// after and finds lastSeq or baseline covering c. Nothing reaches c
+	// meanwhile: the dispatcher waits for ch.mu.
+	ch.qmu.Lock()
+	if ch.lastSeq != 0 && last < ch.liveFrom {
+		gapTo = ch.liveFrom
+		ch.qmu.Unlock()
+		return gapTo
+	}
+	switch {
+	case len(ch.members) == 1 && ch.lastSeq < last:
+		// The only member, and the channel had delivered nothing it
+		// lacks: a gap after last can now be seen (advance); messages at
+		// or below it that come later are dropped, so a later joiner
+		// lacks them unless its replay reaches last.
+		ch.lastSeq = last
+		ch.liveFrom = max(ch.liveFrom, last)
+	case ch.lastSeq == 0 && last > 0 && (ch.baseline == 0 || last < ch.baseline):
+		ch.baseline = last
+	}
+	ch.qmu.Unlock()
+
 	passed := false
 	for _, b := range held.batches {
 		buf, k, p := b.above(last)
@@ -400,13 +440,7 @@ func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) {
 	} else {
 		*held = heldBatches{released: true, floor: last}
 	}
-	ch.qmu.Lock()
-	if len(ch.members) == 1 && ch.lastSeq < last {
-		// The only member, and the channel had delivered nothing it
-		// lacks: a gap after last can now be seen (advance).
-		ch.lastSeq = last
-	}
-	ch.qmu.Unlock()
+	return 0
 }
 
 // advance records seq as the channel's newest stored message delivered: it
@@ -419,8 +453,17 @@ func (ch *channel) advance(seq, prev uint64) (missedAfter uint64, ok bool) {
 	if seq <= ch.lastSeq {
 		return 0, false
 	}
-	if ch.lastSeq != 0 && prev > ch.lastSeq {
-		missedAfter = ch.lastSeq
+	switch {
+	case ch.lastSeq != 0:
+		if prev > ch.lastSeq {
+			missedAfter = ch.lastSeq
+		}
+	case ch.baseline != 0 && prev > ch.baseline:
+		// The first to come, after a joiner's replay that ended before
+		// the message stored ahead of it: refilled from the replay's end.
+		missedAfter, ch.liveFrom = ch.baseline, ch.baseline
+	default:
+		ch.liveFrom = prev
 	}
 	ch.lastSeq = seq
 	return missedAfter, true

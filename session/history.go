@@ -134,8 +134,51 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 		c.Close(DisconnectSlowConsumer)
 		return nil
 	}
-	ch.release(c, frames, n, last)
-	return nil
+	for {
+		gapTo := ch.release(c, frames, n, last)
+		if gapTo == 0 {
+			return nil
+		}
+		// The node's feed of the channel began after the replay's end:
+		// what lies between comes from the store. (Should the store fail
+		// now, after a long replay's first parts went out, the join still
+		// fails as any does: the error, and c leaves the channel.)
+		fill, cancelFill := context.WithTimeout(context.Background(), storeWait)
+		msgs, err := h.readThrough(fill, ch.name, last, gapTo)
+		cancelFill()
+		if err != nil {
+			return h.storeError(ch.name, err)
+		}
+		for _, m := range msgs {
+			frames = appendFrame(frames, opText, spliceSeq(m.Data, m.Seq))
+			n++
+		}
+		last = gapTo
+	}
+}
+
+// readThrough returns the stored messages of channel after seq after up
+// to seq upTo, which the leader has stored: while a lagging replica
+// answers without upTo and the leader still has it, it reads again. (A
+// message that expired or was dropped meanwhile is no longer read.)
+func (h *Hub) readThrough(ctx context.Context, channel string, after, upTo uint64) ([]Stored, error) {
+	for {
+		msgs, err := h.store.Since(ctx, channel, after+1, upTo, 0)
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) > 0 && msgs[len(msgs)-1].Seq == upTo {
+			return msgs, nil
+		}
+		if has, err := h.store.Has(ctx, channel, upTo); err != nil || !has {
+			return msgs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // replayWait bounds how long a replay waits for its client to read: one

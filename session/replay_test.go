@@ -216,3 +216,85 @@ func TestServerOpsDoNotWait(t *testing.T) {
 	close(unblock)
 	waitFrame(t, tr, `{"type":"joined","channel":"x"}`)
 }
+
+// newsOf is the "n" fields of tr's frames that carry a seq, in order.
+func newsOf(tr *fakeTransport) []string {
+	var got []string
+	for _, f := range tr.frames() {
+		if strings.HasPrefix(f, `{"seq":`) {
+			got = append(got, f)
+		}
+	}
+	return got
+}
+
+// TestJoinFillsFeedStart: the first joiner on a node makes the node
+// subscribe to the channel; a message the stream republished before that
+// subscription's interest reached it never comes live. When the first
+// message that does come follows one after the join's replay (it came
+// while the joiner was held), the joiner gets the one between from the
+// store. Found by TestHistoryReplayUnderLoad under load: a joiner missed
+// one message in 599.
+func TestJoinFillsFeedStart(t *testing.T) {
+	h, bus := newHistoryHub(t)
+	store := func(n int) (uint64, []byte) {
+		p := fmt.Appendf(nil, `{"n":%d}`, n)
+		return bus.store.store("h.a", p), p
+	}
+	store(1)
+	store(2)
+	bus.store.afterLast = func() { // the join read last = 2
+		bus.store.afterLast = nil
+		s3, _ := store(3) // republished before the node's interest: lost
+		s4, p4 := store(4)
+		h.DeliverStored("h.a", s4, s3, p4) // came live while the joiner is held
+	}
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, Identity{User: "u"}, netip.Addr{})
+	h.Receive(c, []byte(`{"type":"join","channel":"h.a","since":1,"id":1}`))
+	waitFrame(t, tr, `{"seq":4,"n":4}`)
+	s5, p5 := store(5)
+	h.DeliverStored("h.a", s5, 4, p5)
+	waitFrame(t, tr, `{"seq":5,"n":5}`)
+	want := []string{`{"seq":2,"n":2}`, `{"seq":3,"n":3}`, `{"seq":4,"n":4}`, `{"seq":5,"n":5}`}
+	if got := newsOf(tr); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+}
+
+// TestFirstLiveAfterReleases: two joiners released before anything came
+// live (so neither alone moved the channel's mark), then the first
+// message that comes follows one that never came: both get it from the
+// store, once, before it.
+func TestFirstLiveAfterReleases(t *testing.T) {
+	h, bus := newHistoryHub(t)
+	store := func(n int) (uint64, []byte) {
+		p := fmt.Appendf(nil, `{"n":%d}`, n)
+		return bus.store.store("h.a", p), p
+	}
+	store(1)
+	s2, _ := store(2)
+	ta, tb := &fakeTransport{}, &fakeTransport{}
+	a, _ := h.Connect(ta, Identity{User: "a"}, netip.Addr{})
+	b, _ := h.Connect(tb, Identity{User: "b"}, netip.Addr{})
+	// Both members, held, as two joins at once make them.
+	ch := h.addMember(a, "h.a", h.ruleFor("h.a"), true)
+	if h.addMember(b, "h.a", h.ruleFor("h.a"), true) != ch {
+		t.Fatal("two channels")
+	}
+	for _, c := range []*Conn{a, b} {
+		if gap := ch.release(c, nil, 0, s2); gap != 0 {
+			t.Fatalf("release: a gap to %d before anything came", gap)
+		}
+	}
+	s3, _ := store(3) // republished before the node's interest: lost
+	s4, p4 := store(4)
+	h.DeliverStored("h.a", s4, s3, p4)
+	want := []string{`{"seq":3,"n":3}`, `{"seq":4,"n":4}`}
+	for who, tr := range map[string]*fakeTransport{"a": ta, "b": tb} {
+		waitFrame(t, tr, `{"seq":4,"n":4}`)
+		if got := newsOf(tr); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: delivered %q, want %q", who, got, want)
+		}
+	}
+}
