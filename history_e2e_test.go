@@ -414,3 +414,41 @@ func TestPresenceAgrees(t *testing.T) {
 		})
 	}
 }
+
+// TestHistoryFreshChannelFirstMessage: a message published right after a
+// plain join's answer, on a history channel nobody on the joiner's node
+// was in, reaches the joiner. The node's new subscription must have
+// reached the stream leader's server before the join reads the channel's
+// last seq: otherwise the leader republishes that message before it knows
+// of the node, the joiner never gets it, and, with nothing after it,
+// nothing shows the gap (a CI run saw TestHistoryReplayUnderLoad's first
+// client wait for its first message in vain).
+func TestHistoryFreshChannelFirstMessage(t *testing.T) {
+	nodes := startCluster(t, 3, "--config", writeConfig(t, historyConfig))
+	for _, n := range nodes {
+		awaitHistory(t, n, 3)
+	}
+	nc := natsConnect(t, nodes[0].nats)
+	var clients []*wsClient
+	for i, n := range nodes {
+		clients = append(clients, dial(t, n.ws, dialOpts{query: fmt.Sprintf("?user=u%d", i), buffer: 64}))
+	}
+	const rounds = 40
+	for r := range rounds {
+		channel := fmt.Sprintf("long.fresh%d", r)
+		for _, c := range clients {
+			c.send(map[string]any{"type": "join", "channel": channel, "id": r})
+		}
+		for _, c := range clients {
+			c.answer(float64(r))
+		}
+		publishNews(t, nc, channel, r, r)
+		for i, c := range clients {
+			f := c.nextMatchingWithin(3*time.Second, fmt.Sprintf("round %d's message on %s", r, nodes[i].name),
+				func(f frame) bool { return f.str("type") == "news" })
+			if n, _ := f["n"].(float64); int(n) != r {
+				t.Fatalf("%s: round %d: got %v", nodes[i].name, r, f)
+			}
+		}
+	}
+}

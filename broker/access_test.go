@@ -138,7 +138,7 @@ func TestBackendPermissions(t *testing.T) {
 					t.Errorf("subscribe %s: %v", subject, err)
 				}
 			}
-			for _, subject := range []string{s.Node("n2"), s.claim("n2"), s.Recv("order"), s.Event("connect"),
+			for _, subject := range []string{s.Node("n2"), s.claim("n2"), s.sync("n2"), s.Recv("order"), s.Event("connect"),
 				s.Auth(), s.inbox() + ".x", "_INBOX.x", "orders", "$JS.API.INFO"} {
 				nc := backend(t, b, opts...)
 				if err := nc.Publish(subject, []byte("{}")); err != nil {
@@ -148,7 +148,7 @@ func TestBackendPermissions(t *testing.T) {
 					t.Errorf("a backend published on %s", subject)
 				}
 			}
-			for _, subject := range []string{s.claim("n2"), s.allClaims(), s.inbox() + ".>", s.Channel("a"),
+			for _, subject := range []string{s.claim("n2"), s.allClaims(), s.sync("n2"), s.allSyncs(), s.inbox() + ".>", s.Channel("a"),
 				s.Prefix + ".chan.>", s.allUsers(), s.allConns(), s.All(), s.Prefix + ".>", ">", "orders"} {
 				nc := backend(t, b, opts...)
 				if _, err := nc.SubscribeSync(subject); err != nil {

@@ -338,6 +338,7 @@ func (b *Broker) subscribeFixed() error {
 		{b.subj.All(), func(m *nats.Msg) { b.recv.DeliverAll(m.Data) }},
 		{b.subj.allNodes(), b.onHeartbeat},
 		{b.subj.allClaims(), b.onClaim},
+		{b.subj.allSyncs(), b.onSync},
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -33,33 +33,55 @@ const intakeLen = 1 << 16 // 512 KiB of pointers per node
 type interest struct {
 	sub     *nats.Subscription
 	members int
+	// synced, for a history channel, is closed once the other nodes'
+	// servers have the subscription (sync.go); later members wait for it.
+	synced chan struct{}
 }
 
 // Subscribe counts one more local member of channel; the first one
 // subscribes the node. It returns once the subscription is on the
-// connection, so a later Publish on this broker sees it.
+// connection, so a later Publish on this broker sees it, and, for a
+// history channel, once the other nodes' servers have it too (sync.go),
+// so that its store's republishing reaches this node from the next
+// message it stores.
 func (b *Broker) Subscribe(channel string) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.nc == nil || b.stopping {
+		b.mu.Unlock()
 		return ErrClosed
 	}
 	if in := b.chans[channel]; in != nil {
 		in.members++
+		synced := in.synced
+		b.mu.Unlock()
+		if synced != nil {
+			<-synced
+		}
 		return nil
 	}
 	// The subject is built once and the channel name kept as its tail: the
 	// caller's string may be a slice of a whole client frame. A history
 	// channel's members get what its store republishes (Config.Stored).
 	subject := b.subj.Channel(channel)
-	if b.cfg.Stored != nil && b.cfg.Stored(channel) {
+	stored := b.cfg.Stored != nil && b.cfg.Stored(channel)
+	if stored {
 		subject = b.subj.Live(channel)
 	}
 	sub, err := b.nc.ChanSubscribe(subject, b.intake)
 	if err != nil {
+		b.mu.Unlock()
 		return fmt.Errorf("subscribe channel %q: %w", channel, err)
 	}
-	b.chans[subject[len(subject)-len(channel):]] = &interest{sub: sub, members: 1}
+	in := &interest{sub: sub, members: 1}
+	if stored {
+		in.synced = make(chan struct{})
+	}
+	b.chans[subject[len(subject)-len(channel):]] = in
+	b.mu.Unlock()
+	if stored {
+		b.syncInterest()
+		close(in.synced)
+	}
 	return nil
 }
 

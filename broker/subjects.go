@@ -48,12 +48,18 @@ func (s Subjects) Auth() string { return s.Prefix + ".auth" }
 // <prefix>.node.*, which has one token fewer.
 func (s Subjects) claim(n string) string { return s.Prefix + ".node." + n + ".claim" }
 
+// sync is where node n asks every other node to answer once its server
+// has n's subscriptions so far (see sync.go). Like claims, it is not under
+// the heartbeat wildcard.
+func (s Subjects) sync(n string) string { return s.Prefix + ".node." + n + ".sync" }
+
 // Wildcards a node subscribes to once: users (names may hold dots), conns
 // (ids are one token), node heartbeats and name claims.
 func (s Subjects) allUsers() string  { return s.Prefix + ".user.>" }
 func (s Subjects) allConns() string  { return s.Prefix + ".conn.*" }
 func (s Subjects) allNodes() string  { return s.Prefix + ".node.*" }
 func (s Subjects) allClaims() string { return s.Prefix + ".node.*.claim" }
+func (s Subjects) allSyncs() string  { return s.Prefix + ".node.*.sync" }
 
 // inbox prefixes the reply subjects of the node's own requests. It is not
 // _INBOX, which backends may subscribe to: only nodes read what answers a
@@ -64,8 +70,8 @@ func (s Subjects) inbox() string { return s.Prefix + "._INBOX" }
 // (PROTOCOL.md §2; access.go applies it): publish what reaches clients and
 // the node API, and subscribe to what nodes publish for backends and to
 // its own inboxes. backendDeny takes back what the wildcards of
-// backendSubscribe would give of the nodes' own subjects: name claims,
-// which a backend could otherwise answer for a node.
+// backendSubscribe would give of the nodes' own subjects: name claims and
+// interest barriers, which a backend could otherwise answer for a node.
 func (s Subjects) backendPublish() []string {
 	return []string{s.Prefix + ".chan.>", s.allUsers(), s.Prefix + ".conn.>", s.All(), s.Prefix + ".api.>"}
 }
@@ -74,7 +80,7 @@ func (s Subjects) backendSubscribe() []string {
 	return []string{s.Prefix + ".recv.>", s.Prefix + ".events.>", s.Auth(), s.Prefix + ".node.>", "_INBOX.>"}
 }
 
-func (s Subjects) backendDeny() []string { return []string{s.allClaims()} }
+func (s Subjects) backendDeny() []string { return []string{s.allClaims(), s.allSyncs()} }
 
 // key returns what follows kind's prefix in subject ("alice" for
 // push.user.alice and kind "user").
