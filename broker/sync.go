@@ -57,10 +57,12 @@ func (b *Broker) syncInterest() {
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
+		b.log.Debug("interest barrier", "err", err)
 		return
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := b.nc.PublishRequest(b.subj.sync(b.cfg.Node), inbox, nil); err != nil {
+		b.log.Debug("interest barrier", "err", err)
 		return
 	}
 	deadline := time.Now().Add(syncWait)

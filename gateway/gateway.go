@@ -65,7 +65,7 @@ type Gateway struct {
 	serving   sync.WaitGroup
 
 	ready    atomic.Bool // true between Start and StopAccepting or HandOver: /readyz answers 200
-	closed   atomic.Bool // true until Start and after StopAccepting: handshakes are answered 503
+	closed   atomic.Bool // true until Start and after StopAccepting (not HandOver): handshakes are answered 503
 	stopOnce sync.Once
 }
 
@@ -341,15 +341,16 @@ func (g *Gateway) Addr() net.Addr {
 // still arriving on connections accepted before are answered 503, and
 // net/http's connections are closed once idle. WebSockets already open go
 // on: the hub's Shutdown drains and closes them. It is safe to call more
-// than once, and after HandOver.
+// than once; after HandOver it does nothing (handshakes are still served).
 func (g *Gateway) StopAccepting(ctx context.Context) { g.stopListening(ctx, true) }
 
 // HandOver is StopAccepting for a process whose listeners another process
 // took over (an in-place restart): the shared sockets' new connections go
 // to that process alone once these close, and a handshake on a connection
 // this process accepted just before is still served, not refused, since
-// its client did nothing wrong: the hub, restarting, welcomes it and
-// closes it with 1012 so that it comes back to the new process.
+// its client did nothing wrong: the hub, handing over (Hub.HandingOver),
+// welcomes it and closes it with 1012 so that it comes back to the new
+// process.
 func (g *Gateway) HandOver(ctx context.Context) { g.stopListening(ctx, false) }
 
 func (g *Gateway) stopListening(ctx context.Context, refuse bool) {

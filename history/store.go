@@ -223,7 +223,7 @@ func (s *Store) StepDown(ctx context.Context, server string) error {
 			// The leader answers a stream's info; while the leadership
 			// moves a request can go unanswered, and waiting out ctx for
 			// it (a CI run lost 3 s so) delays the whole handover.
-			st, err := retryLost(ctx, leaderAttempt/4, func(ctx context.Context) (jetstream.Stream, error) {
+			st, err := retryLost(ctx, leaderAttempt/2, func(ctx context.Context) (jetstream.Stream, error) {
 				return s.js.Stream(ctx, name)
 			})
 			if err != nil {

@@ -461,6 +461,7 @@ func (n *Node) handover(ctx context.Context) error {
 		return nil
 	}
 	n.gateway.HandOver(ctx)
+	n.hub.HandingOver()
 	if n.adminLn != nil {
 		_ = n.admin.Close()
 		n.adminRun.Wait()

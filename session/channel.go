@@ -60,10 +60,12 @@ type channel struct {
 	// and a message the stream republished before the subscription's
 	// interest reached it never comes (release reports the gap).
 	liveFrom uint64
-	// baseline, while nothing has come live (lastSeq 0), is the lowest seq
-	// a released joiner's replay ended with: the first message that comes
-	// is checked against it for a gap.
+	// baseline, while nothing has come live (lastSeq 0) and once based,
+	// is the lowest seq a released joiner's replay ended with (0 for a
+	// join that found nothing stored): the first message that comes is
+	// checked against it for a gap.
 	baseline uint64
+	based    bool
 	// refilling, not nil while messages the live feed missed are read from
 	// the store, holds the stored messages that came meanwhile (refill).
 	refilling []storedMsg
@@ -398,35 +400,25 @@ func (ch *channel) hold(c *Conn) bool {
 // keeps the hold and returns liveFrom; the caller reads the messages up
 // to it from the store, adds them to frames and calls release again.
 func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) (gapTo uint64) {
+	return ch.releaseHeld(c, frames, n, last, true)
+}
+
+// giveBack ends the hold on c after a failed rejoin: c, a member all
+// along, gets every batch held meanwhile, and the channel's marks stay.
+func (ch *channel) giveBack(c *Conn) { ch.releaseHeld(c, nil, 0, 0, false) }
+
+func (ch *channel) releaseHeld(c *Conn, frames []byte, n int, last uint64, join bool) (gapTo uint64) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	held := ch.recovering[c]
 	if held == nil || held.released {
 		return 0 // c left meanwhile
 	}
-	// Checked, and the channel's marks moved, under qmu at once: the first
-	// live message (advance) either came before and set liveFrom, or comes
-	// after and finds lastSeq or baseline covering c. Nothing reaches c
-	// meanwhile: the dispatcher waits for ch.mu.
-	ch.qmu.Lock()
-	if ch.lastSeq != 0 && last < ch.liveFrom {
-		gapTo = ch.liveFrom
-		ch.qmu.Unlock()
-		return gapTo
+	if join {
+		if gapTo = ch.markJoined(last); gapTo != 0 {
+			return gapTo
+		}
 	}
-	switch {
-	case len(ch.members) == 1 && ch.lastSeq < last:
-		// The only member, and the channel had delivered nothing it
-		// lacks: a gap after last can now be seen (advance); messages at
-		// or below it that come later are dropped, so a later joiner
-		// lacks them unless its replay reaches last.
-		ch.lastSeq = last
-		ch.liveFrom = max(ch.liveFrom, last)
-	case ch.lastSeq == 0 && last > 0 && (ch.baseline == 0 || last < ch.baseline):
-		ch.baseline = last
-	}
-	ch.qmu.Unlock()
-
 	passed := false
 	for _, b := range held.batches {
 		buf, k, p := b.above(last)
@@ -443,11 +435,38 @@ func (ch *channel) release(c *Conn, frames []byte, n int, last uint64) (gapTo ui
 	return 0
 }
 
+// markJoined checks, for a joiner whose replay ended at last, that the
+// channel's messages after last reach it here, and moves the channel's
+// marks for it; it returns the seq up to which the joiner lacks messages
+// (liveFrom), or 0. Checked and moved under qmu at once: the first live
+// message (advance) either came before and set liveFrom, or comes after
+// and finds lastSeq or the baseline covering the joiner. Callers hold
+// ch.mu for writing, so nothing reaches the joiner meanwhile.
+func (ch *channel) markJoined(last uint64) (gapTo uint64) {
+	ch.qmu.Lock()
+	defer ch.qmu.Unlock()
+	if ch.lastSeq != 0 && last < ch.liveFrom {
+		return ch.liveFrom
+	}
+	switch {
+	case len(ch.members) == 1 && ch.lastSeq < last:
+		// The only member, and the channel had delivered nothing it
+		// lacks: a gap after last can now be seen (advance); messages at
+		// or below it that come later are dropped, so a later joiner
+		// lacks them unless its replay reaches last.
+		ch.lastSeq = last
+		ch.liveFrom = max(ch.liveFrom, last)
+	case ch.lastSeq == 0 && (!ch.based || last < ch.baseline):
+		ch.baseline, ch.based = last, true
+	}
+	return 0
+}
+
 // advance records seq as the channel's newest stored message delivered: it
 // reports false for one at or below the last (a duplicate), and, when
 // prev, the message stored before seq, is above the last, that one or
-// more were missed: the last delivered before them, missedAfter.
-func (ch *channel) advance(seq, prev uint64) (missedAfter uint64, ok bool) {
+// more were missed: the first of them, missedFrom (0: none was).
+func (ch *channel) advance(seq, prev uint64) (missedFrom uint64, ok bool) {
 	ch.qmu.Lock()
 	defer ch.qmu.Unlock()
 	if seq <= ch.lastSeq {
@@ -456,15 +475,15 @@ func (ch *channel) advance(seq, prev uint64) (missedAfter uint64, ok bool) {
 	switch {
 	case ch.lastSeq != 0:
 		if prev > ch.lastSeq {
-			missedAfter = ch.lastSeq
+			missedFrom = ch.lastSeq + 1
 		}
-	case ch.baseline != 0 && prev > ch.baseline:
+	case ch.based && prev > ch.baseline:
 		// The first to come, after a joiner's replay that ended before
 		// the message stored ahead of it: refilled from the replay's end.
-		missedAfter, ch.liveFrom = ch.baseline, ch.baseline
+		missedFrom, ch.liveFrom = ch.baseline+1, ch.baseline
 	default:
 		ch.liveFrom = prev
 	}
 	ch.lastSeq = seq
-	return missedAfter, true
+	return missedFrom, true
 }

@@ -40,6 +40,8 @@
 //	Hub.mu (read) → outbox.mu → the transport's own lock (DeliverUser, DeliverAll)
 //	channel.mu (read) → outbox.mu → the transport's own lock (a channel's dispatcher)
 //
-// channel.qmu and inbox.mu are taken alone. No callback into a Handler, a
+//	channel.mu (write) → channel.qmu (a joiner's release)
+//
+// Otherwise channel.qmu and inbox.mu are taken alone. No callback into a Handler, a
 // Bus or a Backend runs under any of these locks.
 package session

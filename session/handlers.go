@@ -214,7 +214,7 @@ func (h *Hub) rejoin(c *Conn, name string, rule *Rule, f *Frame) {
 		return
 	}
 	if perr := h.joinStored(c, ch, f); perr != nil {
-		ch.release(c, nil, 0, 0) // what it missed meanwhile
+		ch.giveBack(c) // what it missed meanwhile
 		h.sendError(c, perr, f.ID)
 	}
 }

@@ -323,14 +323,14 @@ func (h *Hub) DeliverStored(channel string, seq, prev uint64, payload []byte) {
 		return
 	}
 	ch.qmu.Unlock()
-	missedAfter, ok := ch.advance(seq, prev)
+	missedFrom, ok := ch.advance(seq, prev)
 	switch {
 	case !ok:
-	case missedAfter != 0 && h.store != nil:
+	case missedFrom != 0 && h.store != nil:
 		ch.qmu.Lock()
 		ch.refilling = []storedMsg{}
 		ch.qmu.Unlock()
-		go h.refill(ch, missedAfter, m)
+		go h.refill(ch, missedFrom, m)
 	default:
 		h.deliverChannel(ch, payload, spliceSeq(payload, seq), seq)
 	}
@@ -348,20 +348,20 @@ const maxRefillBacklog = 1 << 16
 // refillWait bounds the read of messages the live feed missed.
 const refillWait = 2 * time.Second
 
-// refill delivers the stored messages of ch after seq after that the live
+// refill delivers the stored messages of ch from seq from on that the live
 // feed did not bring, then m, the message that showed the gap, then those
 // that came meanwhile (ch.refilling, non-nil while a refill runs): a
 // stream republishes each stored message at most once, and one stored by
 // a leader that died before republishing it comes only from the store.
 // Gaps are rare (a leader's death) but come to many channels at once:
 // each refills on its own goroutine, the others' messages flowing on.
-func (h *Hub) refill(ch *channel, after uint64, m storedMsg) {
+func (h *Hub) refill(ch *channel, from uint64, m storedMsg) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), refillWait)
-		missed, err := h.store.Since(ctx, ch.name, after+1, m.seq-1, 0)
+		missed, err := h.store.Since(ctx, ch.name, from, m.seq-1, 0)
 		cancel()
 		if err != nil {
-			h.log.Warn("history: messages the live feed missed could not be read", logChannel, ch.name, "after", after, "before", m.seq, logErr, err)
+			h.log.Warn("history: messages the live feed missed could not be read", logChannel, ch.name, "from", from, "before", m.seq, logErr, err)
 		} else {
 			h.log.Info("history: refilled messages the live feed missed", logChannel, ch.name, "count", len(missed))
 		}
@@ -369,7 +369,7 @@ func (h *Hub) refill(ch *channel, after uint64, m storedMsg) {
 			h.deliverChannel(ch, s.Data, spliceSeq(s.Data, s.Seq), s.Seq)
 		}
 		h.deliverChannel(ch, m.payload, spliceSeq(m.payload, m.seq), m.seq)
-		if after = h.deliverQueued(ch, &m); after == 0 {
+		if from = h.deliverQueued(ch, &m); from == 0 {
 			return
 		}
 	}
@@ -377,8 +377,9 @@ func (h *Hub) refill(ch *channel, after uint64, m storedMsg) {
 
 // deliverQueued delivers the messages that came during a refill of ch,
 // until none is left (then the bus delivers again) or one shows another
-// gap: then it returns where that gap began, with m set to that message.
-func (h *Hub) deliverQueued(ch *channel, m *storedMsg) (gapAfter uint64) {
+// gap: then it returns the first seq that gap missed, with m set to the
+// message that showed it.
+func (h *Hub) deliverQueued(ch *channel, m *storedMsg) (gapFrom uint64) {
 	for {
 		ch.qmu.Lock()
 		if len(ch.refilling) == 0 {
@@ -389,12 +390,12 @@ func (h *Hub) deliverQueued(ch *channel, m *storedMsg) (gapAfter uint64) {
 		next := ch.refilling[0]
 		ch.refilling = ch.refilling[1:]
 		ch.qmu.Unlock()
-		missedAfter, ok := ch.advance(next.seq, next.prev)
+		missedFrom, ok := ch.advance(next.seq, next.prev)
 		switch {
 		case !ok:
-		case missedAfter != 0:
+		case missedFrom != 0:
 			*m = next
-			return missedAfter
+			return missedFrom
 		default:
 			h.deliverChannel(ch, next.payload, spliceSeq(next.payload, next.seq), next.seq)
 		}

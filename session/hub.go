@@ -187,6 +187,19 @@ func (h *Hub) shutdown(ctx context.Context) error {
 	return err
 }
 
+// HandingOver sends every connection that connects from now on back at
+// once: it is welcomed and closed with 1012 "service restart" (Connect
+// returns ErrDraining), as during Restart. A node whose listening sockets
+// a new process took over calls it as its own stop begins, so that a
+// client its listeners accepted just before joins nothing on a node that
+// is shutting its broker down, but goes to the new process. Connections
+// already open are served on until Restart or Shutdown closes them.
+func (h *Hub) HandingOver() {
+	h.mu.Lock()
+	h.draining, h.leaving = true, DisconnectRestart
+	h.mu.Unlock()
+}
+
 // Restart stops the hub for an in-place restart: a new process of the
 // node serves the same address (PROTOCOL.md §1), so every connection is
 // closed with 1012 "service restart", which tells its client to come back

@@ -1011,3 +1011,32 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("Shutdown after Restart: %v", err)
 	}
 }
+
+// TestHandingOver: from HandingOver on, a new connection is welcomed and
+// sent back with 1012 at once (it would join nothing on a node whose
+// broker is going away), while those already open are served on.
+func TestHandingOver(t *testing.T) {
+	h, _, _ := newTestHub(t, Config{})
+	open := &fakeTransport{}
+	c, err := h.Connect(open, Identity{}, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.HandingOver()
+	late := &fakeTransport{}
+	if _, err := h.Connect(late, Identity{}, netip.Addr{}); !errors.Is(err, ErrDraining) {
+		t.Fatalf("Connect after HandingOver: %v, want ErrDraining", err)
+	}
+	checkFor(t, 2*time.Second, func() error {
+		if d := late.closedWith(); d == nil || *d != DisconnectRestart {
+			return fmt.Errorf("a connection made after HandingOver closed with %v, want %v", d, DisconnectRestart)
+		}
+		return nil
+	})
+	waitFrame(t, late, `"type":"welcome"`)
+	h.Receive(c, []byte(`{"type":"join","channel":"c","id":1}`))
+	waitFrame(t, open, `"joined"`)
+	if d := open.closedWith(); d != nil {
+		t.Fatalf("an open connection closed with %v", d)
+	}
+}

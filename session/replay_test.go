@@ -298,3 +298,62 @@ func TestFirstLiveAfterReleases(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinNothingStoredFillsFeedStart: a join that found nothing stored
+// (seq 0) is covered too: the first message to come follows one that never
+// came, and the joiner gets both.
+func TestJoinNothingStoredFillsFeedStart(t *testing.T) {
+	h, bus := newHistoryHub(t)
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, Identity{User: "u"}, netip.Addr{})
+	h.Receive(c, []byte(`{"type":"join","channel":"h.a","id":1}`))
+	waitFrame(t, tr, `"seq":0`)
+	bus.store.store("h.a", []byte(`{"n":1}`)) // republished before the node's interest: lost
+	s2 := bus.store.store("h.a", []byte(`{"n":2}`))
+	h.DeliverStored("h.a", s2, s2-1, []byte(`{"n":2}`))
+	waitFrame(t, tr, `{"seq":2,"n":2}`)
+	want := []string{`{"seq":1,"n":1}`, `{"seq":2,"n":2}`}
+	if got := newsOf(tr); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+}
+
+// TestRejoinFailureKeepsDelivering: a member whose join again fails (the
+// store is failing over) stays a member and keeps getting the channel's
+// messages, those held during the failed join included.
+func TestRejoinFailureKeepsDelivering(t *testing.T) {
+	h, bus := newHistoryHub(t)
+	store := func(n int) (uint64, []byte) {
+		p := fmt.Appendf(nil, `{"n":%d}`, n)
+		return bus.store.store("h.a", p), p
+	}
+	s1, _ := store(1)
+	tr := &fakeTransport{}
+	c, _ := h.Connect(tr, Identity{User: "u"}, netip.Addr{})
+	h.Receive(c, []byte(`{"type":"join","channel":"h.a","id":1}`))
+	waitFrame(t, tr, `"joined"`)
+	s2, p2 := store(2)
+	h.DeliverStored("h.a", s2, s1, p2)
+	waitFrame(t, tr, `{"seq":2,"n":2}`)
+
+	bus.store.mu.Lock()
+	bus.store.fail = ErrStoreUnavailable
+	bus.store.mu.Unlock()
+	s3, p3 := store(3)
+	bus.store.afterLast = func() { // arrives while the join again is held
+		bus.store.afterLast = nil
+		h.DeliverStored("h.a", s3, s2, p3)
+	}
+	h.Receive(c, []byte(`{"type":"join","channel":"h.a","id":2}`))
+	waitFrame(t, tr, `"code":"unavailable"`)
+	bus.store.mu.Lock()
+	bus.store.fail = nil
+	bus.store.mu.Unlock()
+	s4, p4 := store(4)
+	h.DeliverStored("h.a", s4, s3, p4)
+	waitFrame(t, tr, `{"seq":4,"n":4}`)
+	want := []string{`{"seq":2,"n":2}`, `{"seq":3,"n":3}`, `{"seq":4,"n":4}`}
+	if got := newsOf(tr); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+}
