@@ -140,11 +140,13 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 			return nil
 		}
 		// The node's feed of the channel began after the replay's end:
-		// what lies between comes from the store. (Should the store fail
-		// now, after a long replay's first parts went out, the join still
-		// fails as any does: the error, and c leaves the channel.)
+		// what lies between comes from the store (Since reads up to
+		// gapTo, which the leader has, waiting out a lagging replica).
+		// Should the store fail now, after a long replay's first parts
+		// went out, the join still fails as any does: the error, and c
+		// leaves the channel.
 		fill, cancelFill := context.WithTimeout(context.Background(), storeWait)
-		msgs, err := h.readThrough(fill, ch.name, last, gapTo)
+		msgs, err := h.store.Since(fill, ch.name, last+1, gapTo, 0)
 		cancelFill()
 		if err != nil {
 			return h.storeError(ch.name, err)
@@ -154,30 +156,6 @@ func (h *Hub) joinStored(c *Conn, ch *channel, f *Frame) *Error {
 			n++
 		}
 		last = gapTo
-	}
-}
-
-// readThrough returns the stored messages of channel after seq after up
-// to seq upTo, which the leader has stored: while a lagging replica
-// answers without upTo and the leader still has it, it reads again. (A
-// message that expired or was dropped meanwhile is no longer read.)
-func (h *Hub) readThrough(ctx context.Context, channel string, after, upTo uint64) ([]Stored, error) {
-	for {
-		msgs, err := h.store.Since(ctx, channel, after+1, upTo, 0)
-		if err != nil {
-			return nil, err
-		}
-		if len(msgs) > 0 && msgs[len(msgs)-1].Seq == upTo {
-			return msgs, nil
-		}
-		if has, err := h.store.Has(ctx, channel, upTo); err != nil || !has {
-			return msgs, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
 	}
 }
 

@@ -217,6 +217,13 @@ func TestServerOpsDoNotWait(t *testing.T) {
 	waitFrame(t, tr, `{"type":"joined","channel":"x"}`)
 }
 
+// storeNews stores {"n":n} in h.a without delivering it, and returns its
+// seq and payload.
+func storeNews(bus *storeBus, n int) (uint64, []byte) {
+	p := fmt.Appendf(nil, `{"n":%d}`, n)
+	return bus.store.store("h.a", p), p
+}
+
 // newsOf is the "n" fields of tr's frames that carry a seq, in order.
 func newsOf(tr *fakeTransport) []string {
 	var got []string
@@ -237,10 +244,7 @@ func newsOf(tr *fakeTransport) []string {
 // one message in 599.
 func TestJoinFillsFeedStart(t *testing.T) {
 	h, bus := newHistoryHub(t)
-	store := func(n int) (uint64, []byte) {
-		p := fmt.Appendf(nil, `{"n":%d}`, n)
-		return bus.store.store("h.a", p), p
-	}
+	store := func(n int) (uint64, []byte) { return storeNews(bus, n) }
 	store(1)
 	store(2)
 	bus.store.afterLast = func() { // the join read last = 2
@@ -268,10 +272,7 @@ func TestJoinFillsFeedStart(t *testing.T) {
 // store, once, before it.
 func TestFirstLiveAfterReleases(t *testing.T) {
 	h, bus := newHistoryHub(t)
-	store := func(n int) (uint64, []byte) {
-		p := fmt.Appendf(nil, `{"n":%d}`, n)
-		return bus.store.store("h.a", p), p
-	}
+	store := func(n int) (uint64, []byte) { return storeNews(bus, n) }
 	store(1)
 	s2, _ := store(2)
 	ta, tb := &fakeTransport{}, &fakeTransport{}
@@ -323,10 +324,7 @@ func TestJoinNothingStoredFillsFeedStart(t *testing.T) {
 // messages, those held during the failed join included.
 func TestRejoinFailureKeepsDelivering(t *testing.T) {
 	h, bus := newHistoryHub(t)
-	store := func(n int) (uint64, []byte) {
-		p := fmt.Appendf(nil, `{"n":%d}`, n)
-		return bus.store.store("h.a", p), p
-	}
+	store := func(n int) (uint64, []byte) { return storeNews(bus, n) }
 	s1, _ := store(1)
 	tr := &fakeTransport{}
 	c, _ := h.Connect(tr, Identity{User: "u"}, netip.Addr{})
