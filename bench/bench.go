@@ -117,19 +117,43 @@ func intAfter(b, key []byte) (int64, bool) {
 
 // run is the state shared by the subscribers and the publisher.
 type run struct {
-	cfg                          Config
-	lat                          histogram
-	ring                         []atomic.Int32 // deliveries of each in-flight seq (closed loop)
-	want                         []int32        // subscribers per channel
-	done                         chan struct{}  // a message reached all its subscribers
-	subs                         []*subscriber
-	tokens                       []string // subscriber i's token, with Config.AuthSecret
-	delivered, disconnects, errs atomic.Int64
-	controls                     atomic.Int64 // control frames read
-	dups                         atomic.Int64 // missed messages received twice while recovering
-	measuring                    atomic.Bool
-	// Deliveries of seqs in [from, to) are measured, whenever they land.
-	from, to atomic.Int64
+	cfg               Config
+	ring              []atomic.Int32 // deliveries of each in-flight seq (closed loop)
+	want              []int32        // subscribers per channel
+	done              chan struct{}  // a message reached all its subscribers
+	subs              []*subscriber
+	tokens            []string // subscriber i's token, with Config.AuthSecret
+	disconnects, errs atomic.Int64
+	controls          atomic.Int64 // control frames read
+	dups              atomic.Int64 // missed messages received twice while recovering
+	measuring         atomic.Bool
+	// window is the step being measured; nil before the first.
+	window atomic.Pointer[window]
+}
+
+// window is what one step measures: the deliveries of the seqs in
+// [from, to), whenever they land. Its counts are its own, so that a
+// delivery is counted in the step of its seq and no other: a subscriber
+// reads the window once, and a step that opens a new one never counts
+// what an old one's reader adds.
+type window struct {
+	from      int64
+	to        atomic.Int64 // math.MaxInt64 while the step publishes
+	delivered atomic.Int64
+	lat       histogram
+}
+
+// openWindow starts measuring the seqs from from on.
+func (r *run) openWindow(from int64) *window {
+	w := &window{from: from}
+	w.to.Store(math.MaxInt64)
+	r.window.Store(w)
+	return w
+}
+
+// holds says whether a delivery of seq is measured in w.
+func (w *window) holds(seq int64) bool {
+	return w != nil && seq >= w.from && seq < w.to.Load()
 }
 
 const ringSize = 1 << 16
@@ -214,9 +238,9 @@ func (s *subscriber) receive(b []byte) {
 	}
 	t, _ := intAfter(b, timeKey)
 	r := s.r
-	if seq >= r.from.Load() && seq < r.to.Load() {
-		r.lat.record(time.Duration(time.Now().UnixNano() - t))
-		r.delivered.Add(1)
+	if w := r.window.Load(); w.holds(seq) {
+		w.lat.record(time.Duration(time.Now().UnixNano() - t))
+		w.delivered.Add(1)
 	}
 	if r.ring[seq%ringSize].Add(1) == r.want[int(seq)%len(r.want)] {
 		select {
@@ -567,17 +591,15 @@ func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64)
 	measureStart := phaseEnd
 	end := phaseEnd.Add(cfg.Duration)
 	var cpuStart float64
+	var w *window
 	startMeasure := func() {
-		r.lat.reset()
-		r.delivered.Store(0)
 		r.disconnects.Store(0)
 		r.errs.Store(0)
 		if cfg.PID > 0 {
 			cpuStart, _ = processCPU(cfg.PID)
 		}
 		measureStart = time.Now()
-		r.from.Store(*seq)
-		r.to.Store(math.MaxInt64)
+		w = r.openWindow(*seq)
 		r.measuring.Store(true)
 	}
 	if cfg.Warmup <= 0 {
@@ -588,7 +610,7 @@ func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64)
 		if !r.measuring.Load() || secs <= 0 {
 			return "warming up"
 		}
-		return fmt.Sprintf("%.0f deliveries/s, %d disconnects", float64(r.delivered.Load())/secs, r.disconnects.Load())
+		return fmt.Sprintf("%.0f deliveries/s, %d disconnects", float64(r.window.Load().delivered.Load())/secs, r.disconnects.Load())
 	})
 	defer stop()
 
@@ -632,21 +654,21 @@ func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64)
 		time.Sleep(time.Millisecond)
 	}
 	r.measuring.Store(false)
-	r.to.Store(*seq)
+	w.to.Store(*seq)
 	elapsed := time.Since(measureStart).Seconds()
 	// Let what is in flight land, bounded.
 	_ = nc.FlushTimeout(5 * time.Second)
 	settle := time.Now().Add(2 * time.Second)
-	for time.Now().Before(settle) && r.delivered.Load() < expected {
+	for time.Now().Before(settle) && w.delivered.Load() < expected {
 		time.Sleep(10 * time.Millisecond)
 	}
 	st.Seconds = elapsed
 	st.Published = published
 	st.Expected = expected
-	st.Delivered = r.delivered.Load()
+	st.Delivered = w.delivered.Load()
 	st.Lost = max(expected-st.Delivered, 0)
 	st.DeliveriesPerSec = float64(st.Delivered) / elapsed
-	ps, maxMS := r.lat.percentiles(0.5, 0.9, 0.99)
+	ps, maxMS := w.lat.percentiles(0.5, 0.9, 0.99)
 	st.P50, st.P90, st.P99, st.Max = ps[0], ps[1], ps[2], maxMS
 	st.Disconnects = r.disconnects.Load()
 	st.Errors = r.errs.Load()

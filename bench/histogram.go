@@ -49,13 +49,6 @@ func (h *histogram) record(d time.Duration) {
 	}
 }
 
-func (h *histogram) reset() {
-	for i := range h.counts {
-		h.counts[i].Store(0)
-	}
-	h.max.Store(0)
-}
-
 // percentiles returns the values at each quantile in ms, and the maximum.
 func (h *histogram) percentiles(qs ...float64) ([]float64, float64) {
 	var total int64
