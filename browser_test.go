@@ -44,16 +44,37 @@ type browser struct {
 
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
+	path := chromiumPath(t)
+	// Chromium now and then never prints its DevTools URL (CI saw chromedp
+	// give up after its 20 s once, when it starts in well under a second
+	// here): such a start is abandoned and made again, once.
+	const attempts = 2
+	for attempt := 1; ; attempt++ {
+		b, output, err := startBrowser(t, path)
+		if err == nil {
+			return b
+		}
+		if attempt == attempts {
+			t.Fatalf("chromium: %v; its output:\n%s", err, output)
+		}
+		t.Logf("chromium did not start (%v), starting it again; its output:\n%s", err, output)
+	}
+}
+
+// startBrowser starts Chromium; on error it has been stopped, and output
+// is what it printed.
+func startBrowser(t *testing.T, path string) (*browser, string, error) {
+	var output lockedBuffer
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // CI runs as root
 		chromedp.Flag("disable-gpu", true),
 		chromedp.WindowSize(1280, 1000),
+		chromedp.WSURLReadTimeout(30*time.Second),
+		chromedp.CombinedOutput(&output),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
 	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(acancel)
 	// This chromedp's protocol tables are older than Debian's Chromium:
 	// events with values it does not know (network address spaces) fail
 	// to decode, and are of no use to the tests.
@@ -63,11 +84,13 @@ func newBrowser(t *testing.T) *browser {
 		}
 	}
 	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithErrorf(errorf))
-	t.Cleanup(bcancel)
+	stop := func() { bcancel(); acancel(); cancel() }
 	if err := chromedp.Run(bctx); err != nil { // starts the browser
-		t.Fatalf("chromium: %v", err)
+		stop()
+		return nil, output.String(), err
 	}
-	return &browser{t: t, ctx: bctx}
+	t.Cleanup(stop)
+	return &browser{t: t, ctx: bctx}, "", nil
 }
 
 // tab is one page: its console errors and warnings, uncaught exceptions

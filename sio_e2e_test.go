@@ -391,7 +391,9 @@ func TestSocketIONativeRules(t *testing.T) {
 // poll, through any node, is not refused as overlapping and gets the
 // packets (here the server's ping) the abandoned one would have taken.
 func TestSocketIORelayedPollCancelled(t *testing.T) {
-	nodes := startCluster(t, 2, "--socketio-ping-interval", "400ms", "--socketio-ping-timeout", "3s")
+	// The ping is due well after the abandoned poll's cancel reached the
+	// owner, even on a loaded machine.
+	nodes := startCluster(t, 2, "--socketio-ping-interval", "1500ms", "--socketio-ping-timeout", "3s")
 	get := func(ctx context.Context, n *testNode, query string) (int, string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.http+"/socket.io/?EIO=4&transport=polling"+query, nil)
 		if err != nil {
@@ -416,7 +418,7 @@ func TestSocketIORelayedPollCancelled(t *testing.T) {
 		t.Fatal("the poll answered before any packet was due")
 	}
 	cancel()
-	time.Sleep(600 * time.Millisecond) // the ping is due meanwhile
+	time.Sleep(2 * time.Second) // the ping is due meanwhile
 	status, body, err := get(context.Background(), nodes[1], "&sid="+sid)
 	if err != nil || status != http.StatusOK || body != "2" {
 		t.Fatalf("next poll: %d %q %v, want the ping", status, body, err)

@@ -614,19 +614,38 @@ func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64)
 	})
 	defer stop()
 
-	start := time.Now()
+	// A rate step publishes rate*(now-paced) messages by now, counted from
+	// the step's start, then again from the measurement's: a stall in the
+	// warm-up is not made up inside the measurement, and one near its end
+	// is made up before it ends, so that it measures rate*Duration
+	// messages whatever the scheduler does.
+	paced := time.Now()
 	inflight := 0
 	for {
 		now := time.Now()
 		if !r.measuring.Load() && now.After(phaseEnd) {
 			startMeasure()
 			end = time.Now().Add(cfg.Duration)
-		}
-		if r.measuring.Load() && now.After(end) {
-			break
+			paced, sent = measureStart, 0
 		}
 		if ctx.Err() != nil {
 			return st, ctx.Err()
+		}
+		over := r.measuring.Load() && now.After(end)
+		if rate != 0 {
+			upTo := now
+			if upTo.After(end) {
+				upTo = end
+			}
+			due := int64(rate * upTo.Sub(paced).Seconds())
+			for sent < due {
+				if err := publish(); err != nil {
+					return st, err
+				}
+			}
+		}
+		if over {
+			break
 		}
 		if rate == 0 {
 			// Closed loop: keep Window messages in flight; a message is
@@ -644,12 +663,6 @@ func (r *run) step(ctx context.Context, nc *nats.Conn, rate float64, seq *int64)
 				inflight = 0 // stalled: count the rest as lost and go on
 			}
 			continue
-		}
-		due := int64(rate * time.Since(start).Seconds())
-		for sent < due {
-			if err := publish(); err != nil {
-				return st, err
-			}
 		}
 		time.Sleep(time.Millisecond)
 	}

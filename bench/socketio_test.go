@@ -79,7 +79,10 @@ func startNode(t testing.TB, edit func(*node.Config)) (ws, nats string) {
 	cfg.Admin.Listen = ""
 	cfg.Log.Level = "error"
 	cfg.SocketIO.PingInterval = 100 * time.Millisecond
-	cfg.SocketIO.PingTimeout = 100 * time.Millisecond
+	// A timeout that leaves a loaded machine room for a pong's round trip
+	// (100 ms did not, under the race detector), and still drops a
+	// subscriber that does not answer within a run's first step.
+	cfg.SocketIO.PingTimeout = 500 * time.Millisecond
 	if edit != nil {
 		edit(&cfg)
 	}

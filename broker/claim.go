@@ -56,10 +56,10 @@ import (
 // Not covered: two nodes of one name started at the same moment see
 // neither's beat and may both start; each then logs the other's beats.
 const (
-	seedWait     = 2 * time.Second        // for routes and claim interest, all seeds together
-	seedDial     = time.Second            // for one seed's INFO
-	interestWait = 250 * time.Millisecond // for claim interest once a route is up
-	claimTimeout = 250 * time.Millisecond // for an answer when some server listens
+	seedWait     = 2 * time.Second // for routes and claim interest, all seeds together
+	seedDial     = time.Second     // for one seed's INFO
+	interestWait = time.Second     // for claim interest once a route is up
+	claimTimeout = time.Second     // for an answer when some server listens
 )
 
 // ErrNameInUse is what Start's error matches (errors.Is) when a live node

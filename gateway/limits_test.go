@@ -69,11 +69,11 @@ func TestBodyTimeout(t *testing.T) {
 // net/http (after another request) keeps working after the HTTP read and
 // write timeouts of its request would have passed.
 func TestUpgradeThroughHTTPOutlivesDeadlines(t *testing.T) {
-	g := startGatewayWith(t, Config{HandshakeTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
-		IdleTimeout: 100 * time.Millisecond}, session.Config{})
+	g := startGatewayWith(t, Config{HandshakeTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond,
+		IdleTimeout: 300 * time.Millisecond}, session.Config{})
 	c := dialWSAfter(t, g, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", nil)
 	c.handshake(t)
-	time.Sleep(500 * time.Millisecond) // all of them passed
+	time.Sleep(time.Second) // all of them passed
 	c.write(t, pingFrames(1))
 	c.readText(t, `"type":"pong"`)
 }
