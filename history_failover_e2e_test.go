@@ -12,15 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestHistoryFailover: a node is killed (SIGKILL) while a backend
-// publishes to a history channel through push.api.publish with ids,
-// retrying what fails; the node leads the channel's stream in one run and
-// follows in the other. A member on another node gets every message
-// exactly once and in order (when the leader died, the channel pausing
-// while the stream elects another: the pause is logged, measured as the
-// longest time between two stored messages), and a member on the killed
-// node reconnects to another with since and ends with every message
-// exactly once too.
 // moveStreamLeader makes the node named leader lead the history stream
 // that stores subject, asking its leader to step down in its favour.
 func moveStreamLeader(t testing.TB, via *testNode, subject, leader string) {
@@ -29,13 +20,18 @@ func moveStreamLeader(t testing.TB, via *testNode, subject, leader string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	stream, err := js.StreamNameBySubject(ctx, subject)
+	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, 500*time.Millisecond, func() error {
+	checkFor(t, 30*time.Second, 500*time.Millisecond, func() error {
+		// Each request bounded alone: one sent while the leadership moves
+		// can go unanswered (a CI run waited out the whole test's context
+		// for one, the leader long moved).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		info, err := js.Stream(ctx, stream)
 		if err != nil {
 			return err
@@ -47,11 +43,20 @@ func moveStreamLeader(t testing.TB, via *testNode, subject, leader string) {
 		if ci.Cluster != nil && ci.Cluster.Leader == leader {
 			return nil
 		}
-		_, _ = via.broker.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(`{"placement":{"preferred":"`+leader+`"}}`), 5*time.Second)
+		_, _ = via.broker.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(`{"placement":{"preferred":"`+leader+`"}}`))
 		return fmt.Errorf("leader is not %s yet", leader)
 	})
 }
 
+// TestHistoryFailover: a node is killed (SIGKILL) while a backend
+// publishes to a history channel through push.api.publish with ids,
+// retrying what fails; the node leads the channel's stream in one run and
+// follows in the other. A member on another node gets every message
+// exactly once and in order (when the leader died, the channel pausing
+// while the stream elects another: the pause is logged, measured as the
+// longest time between two stored messages), and a member on the killed
+// node reconnects to another with since and ends with every message
+// exactly once too.
 func TestHistoryFailover(t *testing.T) {
 	t.Run("leader", func(t *testing.T) { historyFailover(t, true) })
 	t.Run("follower", func(t *testing.T) { historyFailover(t, false) })
