@@ -59,6 +59,9 @@ type Store struct {
 
 	mu       sync.Mutex
 	replicas int // guarded by mu; the streams' replicas as last set
+
+	// stepDownRequest asks stream's leader to step down; tests lose some.
+	stepDownRequest func(ctx context.Context, stream string) error
 }
 
 // New returns the store of prefix's history channels, whose rules are
@@ -77,7 +80,9 @@ func New(prefix string, rules []session.Rule, cfg Config, log *slog.Logger) (*St
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{prefix: prefix, rules: rules, kind: kind, log: log}, nil
+	s := &Store{prefix: prefix, rules: rules, kind: kind, log: log}
+	s.stepDownRequest = s.askStepDown
+	return s, nil
 }
 
 // Start gives the store its connection, whose server (or cluster) has
@@ -235,11 +240,23 @@ func (s *Store) StepDown(ctx context.Context, server string) error {
 				break
 			}
 			if !stepped {
-				if _, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, nil); err != nil {
+				// Bounded alone too: when the request or its answer is
+				// lost, the info is read again, and the step-down asked
+				// again only of a server that still leads.
+				actx, cancel := context.WithTimeout(ctx, leaderAttempt/2)
+				err := s.stepDownRequest(actx, name)
+				cancel()
+				switch {
+				case err == nil:
+					stepped = true
+				case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+					continue
+				default:
 					errs = append(errs, fmt.Errorf("history stream %s: step down: %w", name, err))
+				}
+				if !stepped {
 					break
 				}
-				stepped = true
 			}
 			select {
 			case <-ctx.Done():
@@ -251,6 +268,12 @@ func (s *Store) StepDown(ctx context.Context, server string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// askStepDown asks stream's leader to step down.
+func (s *Store) askStepDown(ctx context.Context, stream string) error {
+	_, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	return err
 }
 
 // retryLost calls fn with a context bounded by attempt, and again after

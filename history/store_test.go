@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -197,5 +199,111 @@ func TestRetryLost(t *testing.T) {
 		return 0, actx.Err()
 	}); !errors.Is(err, context.DeadlineExceeded) || short.Err() == nil {
 		t.Fatalf("every answer lost: %v before the bound ended", err)
+	}
+}
+
+// startCluster starts three NATS servers with JetStream, clustered, and a
+// store of rules on the first, its streams created with three replicas.
+func startCluster(t *testing.T, rules ...session.Rule) *Store {
+	t.Helper()
+	ports := make([]int, 3)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	var first *server.Server
+	for i, p := range ports {
+		srv, err := server.NewServer(&server.Options{ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "c", Host: "127.0.0.1", Port: p}, Routes: routes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		t.Cleanup(srv.Shutdown)
+		if !srv.ReadyForConnections(5 * time.Second) {
+			t.Fatal("server not ready")
+		}
+		if first == nil {
+			first = srv
+		}
+	}
+	nc, err := nats.Connect(first.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := New("push", rules, Config{Store: StoreMemory}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(nc); err != nil {
+		t.Fatal(err)
+	}
+	// Until the cluster has elected its meta leader.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := s.Ensure(ctx, 3)
+		cancel()
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("streams: %v", err)
+		}
+	}
+}
+
+// streamLeader is the server that leads the stream of rule r, "" when
+// none does or none answers.
+func streamLeader(s *Store, r *session.Rule) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, s.StreamName(r))
+	if err != nil || st.CachedInfo().Cluster == nil {
+		return ""
+	}
+	return st.CachedInfo().Cluster.Leader
+}
+
+// TestStepDownLostRequest: a step-down request lost on the way costs one
+// bounded attempt, not the whole wait (a handover's 3 s): the stream's
+// info is read again and the step-down asked again of a server that
+// still leads.
+func TestStepDownLostRequest(t *testing.T) {
+	s := startCluster(t, session.Rule{Pattern: session.MustPattern("h.>"), History: 10, HistoryTTL: time.Hour})
+	r := &s.rules[0]
+	var leader string
+	for deadline := time.Now().Add(20 * time.Second); leader == ""; time.Sleep(100 * time.Millisecond) {
+		if leader = streamLeader(s, r); leader == "" && time.Now().After(deadline) {
+			t.Fatal("the stream has no leader")
+		}
+	}
+	var calls atomic.Int32
+	s.stepDownRequest = func(ctx context.Context, stream string) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // lost
+			return ctx.Err()
+		}
+		return s.askStepDown(ctx, stream)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.StepDown(ctx, leader); err != nil {
+		t.Fatalf("StepDown: %v (after %d requests)", err, calls.Load())
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("%d step-down requests, want the lost one and another", calls.Load())
+	}
+	if now := streamLeader(s, r); now == leader {
+		t.Fatalf("%s still leads", leader)
 	}
 }
