@@ -29,7 +29,20 @@ func startStore(t *testing.T, rules ...session.Rule) (*Store, *nats.Conn) {
 	if !srv.ReadyForConnections(5 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	nc, err := nats.Connect(srv.ClientURL())
+	s, nc := openStore(t, srv.ClientURL(), rules)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Ensure(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return s, nc
+}
+
+// openStore connects to the NATS server at url and starts a store of
+// rules on it, its streams not yet created.
+func openStore(t *testing.T, url string, rules []session.Rule) (*Store, *nats.Conn) {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +52,6 @@ func startStore(t *testing.T, rules ...session.Rule) (*Store, *nats.Conn) {
 		t.Fatal(err)
 	}
 	if err := s.Start(nc); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Ensure(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	return s, nc
@@ -236,18 +244,7 @@ func startCluster(t *testing.T, rules ...session.Rule) *Store {
 			first = srv
 		}
 	}
-	nc, err := nats.Connect(first.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	s, err := New("push", rules, Config{Store: StoreMemory}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(nc); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openStore(t, first.ClientURL(), rules)
 	// Until the cluster has elected its meta leader.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

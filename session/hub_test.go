@@ -987,16 +987,7 @@ func TestRestart(t *testing.T) {
 	if closed > count/2 {
 		t.Errorf("%d of %d closed at once; want them spread out", closed, count)
 	}
-	late := &fakeTransport{}
-	if _, err := h.Connect(late, Identity{}, netip.Addr{}); !errors.Is(err, ErrDraining) {
-		t.Errorf("Connect during Restart: %v, want ErrDraining", err)
-	}
-	checkFor(t, 2*time.Second, func() error {
-		if d := late.closedWith(); d == nil || *d != DisconnectRestart {
-			return fmt.Errorf("a connection made during Restart closed with %v, want %v", d, DisconnectRestart)
-		}
-		return nil
-	})
+	connectSentBack(t, h, "during Restart")
 	select {
 	case err := <-done:
 		if err != nil {
@@ -1021,6 +1012,24 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+// connectSentBack connects to h, which is restarting (when says how), and
+// checks that the connection is refused for new work (ErrDraining) and
+// closed with 1012; it returns its transport.
+func connectSentBack(t *testing.T, h *Hub, when string) *fakeTransport {
+	t.Helper()
+	late := &fakeTransport{}
+	if _, err := h.Connect(late, Identity{}, netip.Addr{}); !errors.Is(err, ErrDraining) {
+		t.Fatalf("Connect %s: %v, want ErrDraining", when, err)
+	}
+	checkFor(t, 2*time.Second, func() error {
+		if d := late.closedWith(); d == nil || *d != DisconnectRestart {
+			return fmt.Errorf("a connection made %s closed with %v, want %v", when, d, DisconnectRestart)
+		}
+		return nil
+	})
+	return late
+}
+
 // TestHandingOver: from HandingOver on, a new connection is welcomed and
 // sent back with 1012 at once (it would join nothing on a node whose
 // broker is going away), while those already open are served on.
@@ -1032,16 +1041,7 @@ func TestHandingOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.HandingOver()
-	late := &fakeTransport{}
-	if _, err := h.Connect(late, Identity{}, netip.Addr{}); !errors.Is(err, ErrDraining) {
-		t.Fatalf("Connect after HandingOver: %v, want ErrDraining", err)
-	}
-	checkFor(t, 2*time.Second, func() error {
-		if d := late.closedWith(); d == nil || *d != DisconnectRestart {
-			return fmt.Errorf("a connection made after HandingOver closed with %v, want %v", d, DisconnectRestart)
-		}
-		return nil
-	})
+	late := connectSentBack(t, h, "after HandingOver")
 	waitFrame(t, late, `"type":"welcome"`)
 	h.Receive(c, []byte(`{"type":"join","channel":"c","id":1}`))
 	waitFrame(t, open, `"joined"`)
